@@ -48,8 +48,10 @@ class RunConfig:
     # public warm start (server side, no privacy cost): "none", "phantoms" or a folder path
     warm_start: str = "none"
     warm_start_steps: int = 0
-    # runtime
+    # runtime and where things are written
     device: str = "auto"
+    out_dir: str = "runs/latest"  # the server's run directory (checkpoints, grids, round log)
+    ledger_dir: str = ""  # sites' privacy ledgers; "" = ~/.fedsynth/ledger (node-config may override)
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -1,0 +1,80 @@
+"""Run N simulated hospitals in Flower's simulation engine (Ray), in this process.
+
+The ServerApp gets the run config through its Context exactly as under ``flwr run``;
+only the run directory and a progress callback are closed over.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from server.run_dir import RunDir
+from server.server_app import RoundCallback, run_federation
+from shared_models.config import RunConfig
+
+FLOWER_ENV = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
+def flower_env() -> None:
+    """Offline-safe defaults for Flower and Ray, unless the user set them already."""
+    for key, value in FLOWER_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("FLWR_HOME", str(Path(tempfile.gettempdir()) / "fedsynth-flwr"))
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> RunDir:
+    """A fresh run directory; an existing one is only replaced when asked to."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: run directory exists; pass --overwrite to replace it")
+        if not (out / "config.json").is_file():
+            raise FileExistsError(f"{out}: exists and is not a fedsynth run; refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return RunDir(out)
+
+
+def simulate(cfg: RunConfig, run: RunDir, on_round: RoundCallback | None = None, cpus_per_site: float = 1.0) -> dict[str, Any]:
+    """Train ``cfg.hospitals`` simulated sites for ``cfg.num_server_rounds`` rounds."""
+    flower_env()
+    from flwr.app import Context, RecordDict
+    from flwr.common.telemetry import EventType
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation.run_simulation import _run_simulation  # public run_simulation drops run_config
+
+    from client.client_app import app as client_app
+
+    summary: dict[str, Any] = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        summary.update(run_federation(grid, RunConfig.from_flower(context.run_config), run, on_round))
+
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=cfg.to_flower())
+    _run_simulation(
+        num_supernodes=cfg.hospitals,
+        exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+        client_app=client_app,
+        server_app=server_app,
+        server_app_context=context,
+        backend_config={
+            "client_resources": {"num_cpus": cpus_per_site, "num_gpus": 0.0},
+            "init_args": {"include_dashboard": False},
+        },
+    )
+    if "final_checkpoint" not in summary:
+        raise RuntimeError(f"simulation ended without a final checkpoint in {run.root}; see the log above")
+    return summary
