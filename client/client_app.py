@@ -110,3 +110,29 @@ def ledger_path(site: str, cfg: RunConfig, node_config: Mapping[str, Any]) -> Pa
     """The site's ledger file: node-config wins (the hospital decides), then the run config."""
     root = node_config.get("ledger-dir") or cfg.ledger_dir or str(Path.home() / ".fedsynth" / "ledger")
     return Path(str(root)) / f"{site}.json"
+
+
+@app.query("audit")
+def audit(msg: Message, context: Context) -> Message:
+    """Federated audit: check candidate synthetic images against local data, reply aggregates."""
+    from client.ledger import PrivacyLedger
+    from client.site_audit import SYNTHETIC, audit_site, flatten_scalars
+
+    values = dict(msg.content[protocol.CONFIG])
+    threshold = float(values.pop("audit-threshold", -1.0))
+    quantile = float(values.pop("audit-quantile", 0.99))
+    cfg = RunConfig.from_flower(values)
+    site = load_site(context.node_config, cfg)
+    synthetic = msg.content[SYNTHETIC]["images"].numpy()
+    path = ledger_path(site.name, cfg, context.node_config)
+    spent = PrivacyLedger.read_only(path) if path.is_file() else None
+    result = audit_site(
+        site,
+        synthetic,
+        threshold=None if threshold < 0 else threshold,
+        quantile=quantile,
+        epsilon=spent.spent_epsilon() if spent else 0.0,
+        delta=spent.delta if spent else 0.0,
+        accountant=spent.accountant if spent else "none (site never trained)",
+    )
+    return Message(RecordDict({"audit": ConfigRecord(flatten_scalars(result))}), reply_to=msg)

@@ -35,14 +35,17 @@ def main(grid: Grid, context: Context) -> None:
     run_federation(grid, cfg, RunDir(Path(cfg.out_dir)))
 
 
-def run_federation(grid: Grid, cfg: RunConfig, run: RunDir, on_round: RoundCallback | None = None) -> dict[str, Any]:
-    """Warm start (optional), then ``num_server_rounds`` of FedAvg; returns a summary."""
+def run_federation(grid: Grid, cfg: RunConfig, run: RunDir, on_round: RoundCallback | None = None, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Warm start (optional), then ``num_server_rounds`` of FedAvg; returns a summary.
+
+    ``facts`` (e.g. the data's class names) are recorded in config.json beside the config.
+    """
     device = resolve_device(cfg.device)
     g, d = build_models(cfg)
     g.to(device)
     d.to(device)
     public = warm_start(g, d, cfg, device)
-    write_json(run.config, {**cfg.to_flower(), "public-warm-start": public, "versions": versions()})
+    write_json(run.config, {**cfg.to_flower(), **(facts or {}), "public-warm-start": public, "versions": versions()})
 
     strategy = SynthFedAvg(
         fraction_train=1.0,

@@ -78,13 +78,14 @@ def simulate(
                 "ledger-dir": str((ledger_dir or out / "ledger").resolve()),
             }
         )
-        cfg = cfg.replace(num_classes=_num_classes(cfg))
+        class_names = _class_names(cfg)
+        cfg = cfg.replace(num_classes=len(class_names))
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise fail(str(exc))
     printer = RoundPrinter(console, cfg, quiet=json_out)
     with printer:
         try:
-            summary = run_simulation(cfg, run, on_round=printer.on_round)
+            summary = run_simulation(cfg, run, on_round=printer.on_round, facts={"class-names": class_names})
         except Exception as exc:  # the run failed: say why in one line, keep the run dir for inspection
             raise fail(f"simulation failed: {exc} (run directory kept: {run.root})", code=1)
     if json_out:
@@ -95,12 +96,14 @@ def simulate(
     console.print(f"Last sample grid: {run.grid(cfg.num_server_rounds)}")
 
 
-def _num_classes(cfg: RunConfig) -> int:
-    """The data decides how many classes the conditional GAN has (0: no labels)."""
+def _class_names(cfg: RunConfig) -> list[str]:
+    """The data decides the classes of the conditional GAN (none: unconditional)."""
     from simulations.sites import load_source
 
     data = load_source(cfg)
-    return data.num_classes
+    if data.labels is None:
+        return []
+    return data.class_names or [str(k) for k in range(data.num_classes)]
 
 
 @app.command()
@@ -128,11 +131,10 @@ def generate(
 
 def _mount_optional() -> None:
     """Sub-commands whose modules live elsewhere in the tree."""
-    from simulations import cli_audit, cli_data, cli_deploy, cli_release
+    from simulations import cli_audit, cli_data, cli_release
 
     app.add_typer(cli_data.app, name="data", help="Build the demo data set; inspect a data folder.")
     app.command("audit")(cli_audit.audit_command)
-    cli_deploy.register(app)
     cli_release.register(app)
 
 

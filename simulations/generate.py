@@ -63,7 +63,7 @@ def write_samples(run: Path, out: Path, *, n: int, seed: int, class_id: int | No
     """n PNGs plus manifest.json (file, class, seed, run) in ``out``."""
     g, cfg, ckpt = load_generator(run, checkpoint)
     images, labels = generate(g, n, seed, class_id=class_id)
-    class_names = _class_names(cfg)
+    class_names = class_names_of(run)
 
     def fill(folder: Path) -> dict[str, Any]:
         files = save_images(folder, images, labels, class_names)
@@ -74,6 +74,7 @@ def write_samples(run: Path, out: Path, *, n: int, seed: int, class_id: int | No
             "seed": seed,
             "count": len(files),
             "class": class_id,
+            "class_names": class_names,
             "files": files,
         }
         write_json(folder / "manifest.json", manifest)
@@ -96,13 +97,6 @@ def save_images(folder: Path, images: np.ndarray, labels: np.ndarray | None, cla
     return rows
 
 
-def _class_names(cfg: RunConfig) -> list[str]:
-    """Class names of the run's data, when it is loadable here (else numbers)."""
-    if cfg.num_classes == 0:
-        return []
-    try:
-        from simulations.sites import load_source
-
-        return load_source(cfg).class_names
-    except (OSError, ValueError):
-        return [str(k) for k in range(cfg.num_classes)]
+def class_names_of(run: Path) -> list[str]:
+    """Class names recorded in the run (simulate records them); else none."""
+    return [str(c) for c in RunDir(Path(run)).read_config().get("class-names", [])]

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from server.run_dir import RunDir
 from server.server_app import RoundCallback, run_federation
@@ -46,22 +46,37 @@ def prepare_run_dir(out: Path, overwrite: bool) -> RunDir:
     return RunDir(out)
 
 
-def simulate(cfg: RunConfig, run: RunDir, on_round: RoundCallback | None = None, cpus_per_site: float = 1.0) -> dict[str, Any]:
+def simulate(cfg: RunConfig, run: RunDir, on_round: RoundCallback | None = None, facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``cfg.hospitals`` simulated sites for ``cfg.num_server_rounds`` rounds."""
+    summary: dict[str, Any] = {}
+
+    def main(grid: Any, run_cfg: RunConfig) -> None:
+        summary.update(run_federation(grid, run_cfg, run, on_round, facts))
+
+    run_in_engine(cfg, main)
+    if "final_checkpoint" not in summary:
+        raise RuntimeError(f"simulation ended without a final checkpoint in {run.root}; see the log above")
+    return summary
+
+
+def run_in_engine(cfg: RunConfig, main: Callable[[Any, RunConfig], None], cpus_per_site: float = 1.0) -> None:
+    """Run ``main(grid, cfg)`` as a ServerApp against ``cfg.hospitals`` simulated SuperNodes.
+
+    The ServerApp reads the config from its Context, exactly as under ``flwr run``.
+    """
     flower_env()
     from flwr.app import Context, RecordDict
     from flwr.common.telemetry import EventType
     from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation.run_simulation import _run_simulation  # public run_simulation drops run_config
+    from flwr.simulation.run_simulation import _run_simulation  # the public wrapper drops run_config
 
     from client.client_app import app as client_app
 
-    summary: dict[str, Any] = {}
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        summary.update(run_federation(grid, RunConfig.from_flower(context.run_config), run, on_round))
+        main(grid, RunConfig.from_flower(context.run_config))
 
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=cfg.to_flower())
     _run_simulation(
@@ -75,6 +90,3 @@ def simulate(cfg: RunConfig, run: RunDir, on_round: RoundCallback | None = None,
             "init_args": {"include_dashboard": False},
         },
     )
-    if "final_checkpoint" not in summary:
-        raise RuntimeError(f"simulation ended without a final checkpoint in {run.root}; see the log above")
-    return summary
