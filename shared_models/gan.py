@@ -67,6 +67,11 @@ class Discriminator(nn.Module):
         self.feature_dim = ch * 4 * 4
         self.head = nn.Linear(self.feature_dim, 1)
         self.embed = nn.Embedding(num_classes, self.feature_dim) if num_classes > 0 else None
+        if self.embed is not None:
+            # nn.Embedding's N(0, 1) init makes the projection term ~sqrt(feature_dim) times
+            # larger than the head's output: D would start saturated. Match Linear's scale.
+            bound = self.feature_dim ** -0.5
+            nn.init.uniform_(self.embed.weight, -bound, bound)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x).flatten(1)
