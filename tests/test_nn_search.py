@@ -1,0 +1,110 @@
+"""The SSIM nearest-neighbour search gives the brute-force answer, pruning or not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, argmax_lowest, float32_margin, nearest_neighbours
+from privacy_audit.ssim import pair_ssim, prepare, ssim_matrix
+
+
+def slices(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """Slice-like images in [-1, 1]: dark background, an elliptic head of smooth texture
+    whose size and position vary, so some pairs are close and most are not."""
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    out = np.full((n, size, size), -1.0)
+    for i in range(n):
+        cy, cx = rng.uniform(-0.08, 0.08, 2)
+        ry, rx = rng.uniform(0.25, 0.45, 2)
+        tex = ndimage.gaussian_filter(rng.normal(size=(size, size)), rng.uniform(1.0, 3.0))
+        tex = tex / (np.abs(tex).max() + 1e-12)
+        head = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+        out[i][head] = np.clip(rng.uniform(-0.3, 0.4) + 0.5 * tex[head], -1, 1)
+    return out
+
+
+def brute(q: np.ndarray, r: np.ndarray, data_range: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    m = ssim_matrix(q, r, data_range)
+    idx = np.array([argmax_lowest(row) for row in m])
+    return idx, m[np.arange(len(q)), idx]
+
+
+def test_matches_skimage_brute_force_loop() -> None:
+    rng = np.random.default_rng(0)
+    ref, q = slices(rng, 25, 24), slices(rng, 8, 24)
+    q[3] = ref[17]  # a planted copy
+    res = nearest_neighbours(q[:, None], ref[:, None])  # (N, 1, H, W) accepted
+    for i in range(len(q)):
+        scores = [structural_similarity(q[i], r, data_range=2.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False) for r in ref]
+        assert res.index[i] == int(np.argmax(scores))
+        assert res.ssim[i] == pytest.approx(max(scores), abs=1e-10)
+        expected_psnr = PSNR_CAP if np.array_equal(q[i], ref[res.index[i]]) else peak_signal_noise_ratio(ref[res.index[i]], q[i], data_range=2.0)
+        assert res.psnr[i] == pytest.approx(expected_psnr, abs=1e-9)
+    assert res.index[3] == 17 and res.ssim[3] == pytest.approx(1.0, abs=1e-12) and res.psnr[3] == PSNR_CAP
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_on_random_sets_with_copies_and_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = int(rng.choice([16, 24, 32]))
+    ref = slices(rng, int(rng.integers(20, 60)), size)
+    # ties: a reference image repeated at a later index, and two queries copying it
+    dup = int(rng.integers(0, len(ref) // 2))
+    ref = np.concatenate([ref, ref[dup : dup + 1], ref[:3]])
+    q = slices(rng, int(rng.integers(5, 20)), size)
+    q[0] = ref[dup]
+    q[1] = ref[-1]  # equals ref[2] too: the lowest index must win
+    q[2] = np.clip(ref[5] + rng.normal(0, 0.02, ref[5].shape), -1, 1)  # near copy
+    res = nearest_neighbours(q, ref)
+    idx, val = brute(q, ref)
+    np.testing.assert_array_equal(res.index, idx)
+    np.testing.assert_allclose(res.ssim, val, rtol=0, atol=1e-12)
+    assert res.index[0] == dup and res.index[1] == 2
+
+
+def test_pruning_fires_and_stays_exact() -> None:
+    rng = np.random.default_rng(7)
+    ref, q = slices(rng, 300, 32), slices(rng, 30, 32)
+    res = nearest_neighbours(q, ref)
+    assert res.stats["pruned_early"] > 0.3 * res.stats["pairs"]  # most pairs never finish
+    idx, val = brute(q, ref)
+    np.testing.assert_array_equal(res.index, idx)
+    np.testing.assert_allclose(res.ssim, val, rtol=0, atol=1e-12)
+
+
+def test_floor_skips_what_cannot_win() -> None:
+    rng = np.random.default_rng(3)
+    ref, q = slices(rng, 40, 24), slices(rng, 10, 24)
+    idx, val = brute(q, ref)
+    floor = np.where(np.arange(10) % 2 == 0, val - 0.05, val + 0.05)  # reachable for even queries only
+    res = ReferenceIndex(ref).search(q, floor=floor)
+    even, odd = np.arange(0, 10, 2), np.arange(1, 10, 2)
+    np.testing.assert_array_equal(res.index[even], idx[even])
+    np.testing.assert_allclose(res.ssim[even], val[even], atol=1e-12)
+    assert (res.index[odd] == -1).all() and np.isneginf(res.ssim[odd]).all()
+
+
+def test_float32_margin_bounds_the_float32_error() -> None:
+    rng = np.random.default_rng(4)
+    # worst cases for cancellation: nearly flat images at the extremes of the range
+    x = np.concatenate([slices(rng, 20, 24), np.clip(rng.choice([-1.0, 1.0], (20, 1, 1)) + rng.normal(0, 1e-3, (20, 24, 24)), -1, 1)])
+    s32, s64 = prepare(x, 2.0, torch.float32), prepare(x, 2.0, torch.float64)
+    qi, ri = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    err = (pair_ssim(s32, s32, qi.flatten(), ri.flatten()).double() - pair_ssim(s64, s64, qi.flatten(), ri.flatten())).abs().max()
+    assert float(err) < float32_margin(1.0, 2.0)
+
+
+def test_shapes_and_bad_input() -> None:
+    rng = np.random.default_rng(5)
+    ref = slices(rng, 5, 16)
+    assert len(nearest_neighbours(np.zeros((0, 16, 16)), ref).index) == 0
+    with pytest.raises(ValueError, match="query images are 24x24 but reference images are 16x16"):
+        nearest_neighbours(slices(rng, 2, 24), ref)
+    with pytest.raises(ValueError, match="reference: no images"):
+        nearest_neighbours(ref, np.zeros((0, 16, 16)))
+    with pytest.raises(ValueError, match="1-channel"):
+        nearest_neighbours(np.zeros((2, 3, 16, 16)), ref)
