@@ -131,11 +131,12 @@ def generate(
 
 def _mount_optional() -> None:
     """Sub-commands whose modules live elsewhere in the tree."""
-    from simulations import cli_audit, cli_data, cli_release
+    from simulations import cli_audit, cli_data, cli_deploy, cli_release
 
     app.add_typer(cli_data.app, name="data", help="Build the demo data set; inspect a data folder.")
     app.command("audit")(cli_audit.audit_command)
     cli_release.register(app)
+    cli_deploy.register(app)
 
 
 _mount_optional()
