@@ -119,7 +119,7 @@ def audit(msg: Message, context: Context) -> Message:
     from client.site_audit import SYNTHETIC, audit_site, flatten_scalars
 
     values = dict(msg.content[protocol.CONFIG])
-    threshold = float(values.pop("audit-threshold", -1.0))
+    given = values.pop("audit-threshold", None)  # absent: calibrate on the held-out images
     quantile = float(values.pop("audit-quantile", 0.99))
     cfg = RunConfig.from_flower(values)
     site = load_site(context.node_config, cfg)
@@ -129,7 +129,7 @@ def audit(msg: Message, context: Context) -> Message:
     result = audit_site(
         site,
         synthetic,
-        threshold=None if threshold < 0 else threshold,
+        threshold=None if given is None else float(given),
         quantile=quantile,
         epsilon=spent.spent_epsilon() if spent else 0.0,
         delta=spent.delta if spent else 0.0,

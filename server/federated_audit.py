@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from client.site_audit import AUDIT_QUERY, SYNTHETIC
@@ -15,11 +16,13 @@ from shared_models.config import RunConfig
 
 def audit_all_sites(grid: Grid, cfg: RunConfig, synthetic: np.ndarray, *, threshold: float | None = None, quantile: float = 0.99, timeout: float = 3600) -> list[dict[str, Any]]:
     """One ``query.audit`` message per connected site; returns one dict per reply (or error)."""
-    node_ids = list(grid.get_node_ids())
-    config = {**cfg.to_flower(), "audit-threshold": -1.0 if threshold is None else float(threshold), "audit-quantile": float(quantile)}
+    node_ids = wait_for_sites(grid, cfg.hospitals, timeout=min(timeout, 300.0))
+    config = {**cfg.to_flower(), "audit-quantile": float(quantile)}
+    if threshold is not None:  # absent = each site calibrates on its own held-out images
+        config["audit-threshold"] = float(threshold)
     content = RecordDict(
         {
-            SYNTHETIC: ArrayRecord({"images": np.ascontiguousarray(synthetic, dtype=np.float32)}),
+            SYNTHETIC: ArrayRecord({"images": Array(np.ascontiguousarray(synthetic, dtype=np.float32))}),
             protocol.CONFIG: ConfigRecord(config),
         }
     )
@@ -31,6 +34,20 @@ def audit_all_sites(grid: Grid, cfg: RunConfig, synthetic: np.ndarray, *, thresh
         else:
             results.append(unflatten(dict(reply.content["audit"])))
     return sorted(results, key=lambda r: str(r.get("site")))
+
+
+def wait_for_sites(grid: Grid, expected: int, *, timeout: float, poll_s: float = 0.5) -> list[int]:
+    """The connected sites, once ``expected`` of them are there (they connect asynchronously).
+
+    After ``timeout`` the sites connected so far are audited; the release gate then refuses,
+    because it requires an answer from every site.
+    """
+    deadline = time.monotonic() + timeout
+    node_ids = list(grid.get_node_ids())
+    while len(node_ids) < expected and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        node_ids = list(grid.get_node_ids())
+    return node_ids
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,8 @@ def audit_run(run_path: Path, *, n: int = 600, seed: int = 0, utility_epochs: in
     synthetic.class_names = list(train.class_names)
     mem = audit_memorization(train.images, images, holdout.images)
     memo = mem.to_dict()
-    fid = fidelity_report(train, synthetic, seed=seed)
+    # the medical-GAN figures: SSIM and PSNR to the nearest training image (from the search above)
+    fid = fidelity_report(train, synthetic, seed=seed, nn_ssim_mean=float(np.mean(mem.synthetic.ssim)), nn_psnr_mean=float(np.mean(mem.synthetic.psnr)))
     kwargs = {} if utility_epochs is None else {"epochs": utility_epochs}
     util = utility_report(train, synthetic, holdout, seed=seed, **kwargs) if labels is not None else None
     audit = {

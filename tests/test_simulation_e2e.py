@@ -6,6 +6,7 @@ raylet, workers) can be checked gone afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,27 +45,47 @@ def run_cli(args: list[str], tmp_path: Path, ray_tmp: str | None = None) -> subp
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-@pytest.fixture
-def no_leftovers():
-    before = {p.pid for p in psutil.process_iter()}
-    yield
+def _stop_leftovers(before: set[int]) -> list[str]:
+    """Wait briefly for Flower/Ray processes started since ``before`` to exit; kill the rest."""
     deadline = time.time() + 15
     left = new_processes(before)
     while left and time.time() < deadline:
         time.sleep(0.5)
         left = new_processes(before)
+    names = [" ".join(p.cmdline())[:120] for p in left]
     for p in left:  # clean up before failing, so one failure does not poison the suite
         p.kill()
-    assert not left, f"processes left running: {[' '.join(p.cmdline())[:120] for p in left]}"
+    return names
 
 
-def test_two_sites_two_rounds_through_flower(tmp_path, no_leftovers):
-    out = tmp_path / "run"
+@pytest.fixture
+def no_leftovers():
+    before = {p.pid for p in psutil.process_iter()}
+    yield
+    left = _stop_leftovers(before)
+    assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny 2-site, 2-round run through the real engine, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    before = {p.pid for p in psutil.process_iter()}
+    out = tmp / "run"
     args = ["simulate", "--hospitals", "2", "--rounds", "2", "--epsilon", "10", "--data", "demo", "--out", str(out), "--json"]
     for kv in TINY:
         args += ["--set", kv]
-    proc = run_cli(args, tmp_path)
+    proc = run_cli(args, tmp)
+    left = _stop_leftovers(before)
+    assert not left, f"simulate left processes running: {left}"
+    return out, proc, tmp
+
+
+def test_two_sites_two_rounds_through_flower(trained):
+    out, proc, _tmp = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["final_checkpoint"].endswith("final.safetensors")
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [1, 2]
     for r in rounds:
@@ -80,10 +101,49 @@ def test_two_sites_two_rounds_through_flower(tmp_path, no_leftovers):
     config = json.loads((out / "config.json").read_text())
     assert config["hospitals"] == 2 and config["class-names"]
 
-    # the run directory is never silently replaced
-    again = run_cli(["simulate", "--hospitals", "2", "--rounds", "1", "--out", str(out)], tmp_path)
-    assert again.returncode != 0 and "--overwrite" in again.stderr
+
+def test_run_directory_is_never_silently_replaced(trained, no_leftovers):
+    out, _proc, tmp = trained
+    again = run_cli(["simulate", "--hospitals", "2", "--rounds", "1", "--out", str(out)], tmp)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
     assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
+
+
+def test_release_writes_set_and_manifest_when_every_site_passes(trained, no_leftovers):
+    out, _proc, tmp = trained
+    rel = tmp / "release-ok"
+    proc = run_cli(["release", "--run", str(out), "--n", "24", "--out", str(rel), "--json"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert manifest["n"] == 24 and len(manifest["files"]) == 24
+    for row in manifest["files"]:  # every checksum matches the file written
+        assert hashlib.sha256((rel / row["file"]).read_bytes()).hexdigest() == row["sha256"]
+    sites = {s["site"]: s for s in manifest["sites"]}
+    assert sorted(sites) == ["site-0", "site-1"]
+    for s in sites.values():
+        assert 0 < s["epsilon"] <= 10 and 0 < s["delta"] < 1e-3 and s["accountant"] == "prv"
+        assert s["audit"]["passed"] and 0 < s["audit"]["threshold"] < 1
+    assert manifest["versions"]["flwr"] == "1.41.0"
+    # a second release to the same folder is refused, and the first is untouched
+    before = (rel / "manifest.json").read_bytes()
+    again = run_cli(["release", "--run", str(out), "--n", "24", "--out", str(rel)], tmp)
+    assert again.returncode == 2 and "never overwritten" in again.stderr
+    assert (rel / "manifest.json").read_bytes() == before
+
+
+def test_release_refused_writes_nothing(trained, no_leftovers):
+    out, _proc, tmp = trained
+    # the same run, judged against a budget of epsilon = 1: every site spent ~10
+    strict = tmp / "run-strict"
+    shutil.copytree(out, strict)
+    config = json.loads((strict / "config.json").read_text())
+    (strict / "config.json").write_text(json.dumps({**config, "epsilon": 1.0}))
+    rel = tmp / "release-refused"
+    proc = run_cli(["release", "--run", str(strict), "--n", "24", "--out", str(rel)], tmp)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "refused" in proc.stdout and "epsilon" in proc.stdout
+    assert "nothing was written" in proc.stderr
+    assert not rel.exists()
 
 
 def test_engine_failure_exits_nonzero_instead_of_hanging(tmp_path, no_leftovers):
