@@ -62,7 +62,6 @@ def simulate(
 
     try:
         base = RunConfig.from_flower(parse_overrides(set_)).to_flower()
-        run = prepare_run_dir(out, overwrite)
         cfg = RunConfig.from_flower(
             {
                 **base,
@@ -80,6 +79,7 @@ def simulate(
         )
         class_names = _class_names(cfg)
         cfg = cfg.replace(num_classes=len(class_names))
+        run = prepare_run_dir(out, overwrite)  # last: a bad option never costs the old run
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise fail(str(exc))
     printer = RoundPrinter(console, cfg, quiet=json_out)
@@ -97,10 +97,16 @@ def simulate(
 
 
 def _class_names(cfg: RunConfig) -> list[str]:
-    """The data decides the classes of the conditional GAN (none: unconditional)."""
+    """The data decides the classes of the conditional GAN (none: unconditional).
+
+    The partition is computed here once too, so a bad scheme or too little data fails in
+    one line before the warm start and the engine start.
+    """
+    from simulations.partition import partition
     from simulations.sites import load_source
 
     data = load_source(cfg)
+    partition(data, cfg.hospitals, cfg.partition, cfg.seed)
     if data.labels is None:
         return []
     return data.class_names or [str(k) for k in range(data.num_classes)]
