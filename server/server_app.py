@@ -44,7 +44,7 @@ def run_federation(grid: Grid, cfg: RunConfig, run: RunDir, on_round: RoundCallb
     g, d = build_models(cfg)
     g.to(device)
     d.to(device)
-    public = warm_start(g, d, cfg, device)
+    public = warm_start(g, d, cfg, device, class_names=(facts or {}).get("class-names"))
     write_json(run.config, {**cfg.to_flower(), **(facts or {}), "public-warm-start": public, "versions": versions()})
 
     strategy = SynthFedAvg(
@@ -97,15 +97,16 @@ def round_record(server_round: int, seconds: float, sites: list[dict[str, Any]])
     }
 
 
-def warm_start(g: Any, d: Any, cfg: RunConfig, device: str) -> dict[str, Any]:
+def warm_start(g: Any, d: Any, cfg: RunConfig, device: str, class_names: list[str] | None = None) -> dict[str, Any]:
     """Public pretraining on data that is NOT any site's private data; records what was used."""
     if cfg.warm_start == "none" or cfg.warm_start_steps <= 0:
         return {"source": "none"}
     from server.pretrain import pretrain
-    from server.public_data import load_public
+    from server.public_data import load_public, run_class_names
 
-    public, description = load_public(cfg)
-    stats = pretrain(g, d, public, cfg, steps=cfg.warm_start_steps, device=device, seed=cfg.seed)
+    public, description = load_public(cfg, class_names)
+    # public labels steer the conditional prior only when they name the run's own classes
+    stats = pretrain(g, d, public, cfg, steps=cfg.warm_start_steps, device=device, seed=cfg.seed, class_names=run_class_names(cfg, class_names))
     return {"source": cfg.warm_start, "description": description, "n": len(public), "steps": cfg.warm_start_steps, **stats}
 
 

@@ -40,23 +40,35 @@ def fedavg(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[st
     return {k: sum(s[k].double() * (w / total) for s, w in zip(states, weights)).to(states[0][k].dtype) for k in states[0]}
 
 
-def quality(g: torch.nn.Module, train: ImageSet, test: ImageSet, k: int, seed: int) -> dict[str, float]:
+def quality(g: torch.nn.Module, train: ImageSet, test: ImageSet, k: int, seed: int, repeats: int = 1) -> dict[str, Any]:
     """TSTR and classifier-on-synthetic accuracy (privacy_audit.utility's small CNN).
 
     40 epochs: at the audit's default 8 the CNN underfits this small set (train-on-real
     accuracy 0.28 at 8 epochs, 0.82 at 30, 0.96 at 60 on the demo's held-out slices).
+    ``repeats`` > 1: mean over that many classifier seeds (same synthetic images); one
+    144-image test set and one CNN seed swing TSTR by ~0.1, so single figures are noisy.
     """
     from privacy_audit.utility import predict_proba, train_classifier
 
     syn, labels = generate(g, 100 * k, seed=seed + 7)
-    tstr, _ = train_classifier(syn, labels, k, epochs=40, seed=seed)
-    real, _ = train_classifier(train.images, train.labels, k, epochs=40, seed=seed)
-    return {
-        "tstr_acc": float(np.mean(predict_proba(tstr, test.images).argmax(1) == test.labels)),
-        "real_clf_on_syn_acc": float(np.mean(predict_proba(real, syn).argmax(1) == labels)),
-        "trtr_acc": float(np.mean(predict_proba(real, test.images).argmax(1) == test.labels)),
-        "syn_pixel_std_within_class": float(np.mean([syn[labels == c].std(0).mean() for c in range(k)])),
-    }
+    runs = []
+    for r in range(repeats):
+        tstr, _ = train_classifier(syn, labels, k, epochs=40, seed=seed + 100 * r)
+        real, _ = train_classifier(train.images, train.labels, k, epochs=40, seed=seed + 100 * r)
+        pred = predict_proba(tstr, test.images).argmax(1)
+        runs.append({
+            "tstr_acc": float(np.mean(pred == test.labels)),
+            "real_clf_on_syn_acc": float(np.mean(predict_proba(real, syn).argmax(1) == labels)),
+            "trtr_acc": float(np.mean(predict_proba(real, test.images).argmax(1) == test.labels)),
+            "tstr_per_class": [float(np.mean(pred[test.labels == c] == c)) if np.any(test.labels == c) else None for c in range(k)],
+        })
+    out: dict[str, Any] = {key: float(np.mean([r[key] for r in runs])) for key in ("tstr_acc", "real_clf_on_syn_acc", "trtr_acc")}
+    out["syn_pixel_std_within_class"] = float(np.mean([syn[labels == c].std(0).mean() for c in range(k)]))
+    if repeats > 1:
+        out["tstr_accs"] = [r["tstr_acc"] for r in runs]
+    out["tstr_per_class"] = [None if any(r["tstr_per_class"][c] is None for r in runs) else float(np.mean([r["tstr_per_class"][c] for r in runs])) for c in range(k)]
+    out["majority_class_acc"] = float(np.max(np.bincount(test.labels, minlength=k)) / len(test.labels))
+    return out
 
 
 def concat(sets: list[ImageSet]) -> ImageSet:
@@ -68,6 +80,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--set", action="append", default=[], help="RunConfig key=value")
     ap.add_argument("--public-n", type=int, default=2048)
+    ap.add_argument("--public", choices=("phantoms", "slices"), default="phantoms",
+                    help="phantoms: make_phantoms, random run classes (today); slices: make_head_slices, labelled like the demo")
+    ap.add_argument("--mri-stripped", type=float, default=0.0, help="slices only: share of brain-extracted MRI slices")
+    ap.add_argument("--quality-repeats", type=int, default=1, help="classifier seeds to average TSTR over")
+    ap.add_argument("--prior-quality", action="store_true", help="also measure quality of G right after the warm start")
     ap.add_argument("--warm-cache", type=Path, default=None, help="folder caching pretrained weights across experiments")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -80,24 +97,32 @@ def main() -> None:
     data = load_demo(cfg.image_size)
     sites = [simulated_site(cfg, i, data) for i in range(cfg.hospitals)]
     g, d = build_models(cfg)
-    report: dict[str, Any] = {"config": {k: v for k, v in cfg.to_flower().items() if k not in ("out-dir", "ledger-dir", "device", "data")}}
+    report: dict[str, Any] = {"public": args.public, "mri_stripped": args.mri_stripped, "config": {k: v for k, v in cfg.to_flower().items() if k not in ("out-dir", "ledger-dir", "device", "data")}}
     if cfg.warm_start == "phantoms" and cfg.warm_start_steps > 0:
-        from client.phantoms import make_phantoms
+        from client.phantoms import make_head_slices, make_phantoms
         from server.pretrain import pretrain
 
-        key = f"{cfg.image_size}-{cfg.latent_dim}-{cfg.g_width}-{cfg.d_width}-{cfg.num_classes}-{cfg.batch_size}-0.0002-0.0002-{cfg.warm_start_steps}-{cfg.seed}-{args.public_n}"
+        key = f"{cfg.image_size}-{cfg.latent_dim}-{cfg.g_width}-{cfg.d_width}-{cfg.num_classes}-{cfg.batch_size}-0.0002-0.0002-{cfg.warm_start_steps}-{cfg.seed}-{args.public_n}" + ("" if args.public == "phantoms" else f"-{args.public}-v2-strip{args.mri_stripped}")
         cache = args.warm_cache / f"warm-{key}.pt" if args.warm_cache else None
         if cache is not None and cache.is_file():
             saved = torch.load(cache)
             load_packed(g, d, saved["state"])
             report["warm_start"] = {**saved["stats"], "cached": str(cache)}
         else:
-            public = make_phantoms(args.public_n, cfg.image_size, seed=cfg.seed + 10_000)
-            report["warm_start"] = pretrain(g, d, public, cfg, cfg.warm_start_steps, "cpu", cfg.seed)
+            if args.public == "slices":
+                public = make_head_slices(args.public_n, cfg.image_size, seed=cfg.seed + 10_000, mri_stripped=args.mri_stripped)
+                report["warm_start"] = pretrain(g, d, public, cfg, cfg.warm_start_steps, "cpu", cfg.seed, class_names=data.class_names)
+            else:
+                public = make_phantoms(args.public_n, cfg.image_size, seed=cfg.seed + 10_000)
+                report["warm_start"] = pretrain(g, d, public, cfg, cfg.warm_start_steps, "cpu", cfg.seed)
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 torch.save({"state": pack(g, d), "stats": report["warm_start"]}, cache)
         save_png(sample_grid(g, seed=1234), args.out / "grid-warm.png", scale=3)
+        if args.prior_quality:
+            t0 = time.monotonic()
+            report["prior_quality"] = quality(g, concat([s.train for s in sites]), concat([s.holdout for s in sites]), cfg.num_classes, cfg.seed, args.quality_repeats)
+            print(json.dumps({"prior_quality": report["prior_quality"], "seconds": round(time.monotonic() - t0, 1)}), flush=True)
     ledger_dir = Path(tempfile.mkdtemp(prefix="ledger-", dir=args.out))
     plan = []
     for s in sites:
@@ -129,7 +154,7 @@ def main() -> None:
     train_all, test_all = concat([s.train for s in sites]), concat([s.holdout for s in sites])
     report["plan"] = [{k: v for k, v in p.items() if k != "ledger"} | {"epsilon": p["ledger"].spent_epsilon()} for p in plan]
     report["site_round_seconds"] = float(np.mean([row["seconds"] for rr in rounds for row in rr["sites"]]))
-    report["quality"] = quality(g, train_all, test_all, cfg.num_classes, cfg.seed)
+    report["quality"] = quality(g, train_all, test_all, cfg.num_classes, cfg.seed, args.quality_repeats)
     report["grid"] = str(args.out / f"grid-r{cfg.num_server_rounds}.png")
     print(json.dumps(report, indent=1))
 
