@@ -28,16 +28,9 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``--set key=value`` pairs -> run-config values (JSON literals, else strings)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
+    from simulations.deploy import parse_sets  # one parser for simulate and server run
+
+    return parse_sets(pairs)
 
 
 @app.command()
