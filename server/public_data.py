@@ -5,7 +5,7 @@ data the sites then treat as private. In the demo the bundled set plays the
 hospitals' data, so only procedural phantoms may serve there.
 
 With ``warm_start = "phantoms"``: when the run's classes are exactly the demo's six
-plane x contrast classes (``client.phantoms.PLANE_CLASS_NAMES``), the public set is
+plane x contrast classes (``client.head_slices.PLANE_CLASS_NAMES``), the public set is
 procedural head slices labelled with the SAME names and order
 (``make_head_slices``), so a conditional warm start can learn class k -> phantom
 class k. Otherwise it is today's axial lesion / no-lesion phantoms, whose labels the
@@ -26,7 +26,7 @@ def run_class_names(cfg: RunConfig, class_names: Sequence[str] | None = None) ->
     """The run's class names if known: the caller's (e.g. the run facts' "class-names"),
     else the demo's plane x contrast names when the run trains on the demo set with 6
     classes (its names are fixed by the bundled file), else None."""
-    from client.phantoms import PLANE_CLASS_NAMES
+    from client.head_slices import PLANE_CLASS_NAMES
 
     if class_names:
         return [str(c) for c in class_names]
@@ -45,14 +45,15 @@ def load_public(cfg: RunConfig, class_names: Sequence[str] | None = None) -> tup
     """
     source = cfg.warm_start
     if source == "phantoms":
-        from client.phantoms import PLANE_CLASS_NAMES, make_head_slices, make_phantoms
+        from client.head_slices import PLANE_CLASS_NAMES, make_head_slices
+        from client.phantoms import make_phantoms
 
         seed = cfg.seed + 10_000
         names = run_class_names(cfg, class_names)
         if names == list(PLANE_CLASS_NAMES):
             data = make_head_slices(PHANTOM_COUNT, cfg.image_size, seed=seed)
             return data, (
-                f"{PHANTOM_COUNT} procedural labelled head slices (client.phantoms.make_head_slices, seed {seed}): "
+                f"{PHANTOM_COUNT} procedural labelled head slices (client.head_slices.make_head_slices, seed {seed}): "
                 f"classes {', '.join(PLANE_CLASS_NAMES)} = the run's classes, label k -> run class k"
             )
         data = make_phantoms(PHANTOM_COUNT, cfg.image_size, seed=seed)

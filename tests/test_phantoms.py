@@ -66,14 +66,14 @@ DEMO_NAMES = ["ct-axial", "ct-coronal", "ct-sagittal", "mri-axial", "mri-coronal
 
 
 def _slices01(n: int, size: int, seed: int, **kw) -> tuple[np.ndarray, np.ndarray]:
-    from client.phantoms import make_head_slices
+    from client.head_slices import make_head_slices
 
     s = make_head_slices(n, size, seed=seed, **kw)
     return (s.images[:, 0] + 1) / 2, s.labels
 
 
 def test_head_slices_deterministic_per_seed_and_index() -> None:
-    from client.phantoms import make_head_slices
+    from client.head_slices import make_head_slices
 
     a, b = make_head_slices(14, 32, seed=3), make_head_slices(14, 32, seed=3)
     assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
@@ -87,7 +87,7 @@ def test_head_slices_deterministic_per_seed_and_index() -> None:
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_head_slices_shape_range_labels_and_side_information(size: int) -> None:
-    from client.phantoms import PLANE_CLASS_NAMES, make_head_slices
+    from client.head_slices import PLANE_CLASS_NAMES, make_head_slices
 
     s = make_head_slices(13, size, seed=0)
     assert s.images.shape == (13, 1, size, size) and s.images.dtype == np.float32
@@ -132,7 +132,7 @@ def test_ct_and_mri_contrast_differ(size: int) -> None:
 
 
 def test_classes_separable_by_nearest_centroid() -> None:
-    from client.phantoms import make_head_slices
+    from client.head_slices import make_head_slices
 
     train, test = make_head_slices(240, 32, seed=1), make_head_slices(120, 32, seed=2)
     xa, xb = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
@@ -157,7 +157,7 @@ def test_planes_have_different_silhouettes(size: int) -> None:
 
 
 def test_skull_stripped_mri_has_no_skull_and_ct_is_untouched() -> None:
-    from client.phantoms import make_head_slices
+    from client.head_slices import make_head_slices
 
     full, strip = make_head_slices(24, 32, seed=7), make_head_slices(24, 32, seed=7, mri_stripped=1.0)
     ct = full.labels < 3

@@ -99,7 +99,8 @@ def main() -> None:
     g, d = build_models(cfg)
     report: dict[str, Any] = {"public": args.public, "mri_stripped": args.mri_stripped, "config": {k: v for k, v in cfg.to_flower().items() if k not in ("out-dir", "ledger-dir", "device", "data")}}
     if cfg.warm_start == "phantoms" and cfg.warm_start_steps > 0:
-        from client.phantoms import make_head_slices, make_phantoms
+        from client.head_slices import make_head_slices
+        from client.phantoms import make_phantoms
         from server.pretrain import pretrain
 
         key = f"{cfg.image_size}-{cfg.latent_dim}-{cfg.g_width}-{cfg.d_width}-{cfg.num_classes}-{cfg.batch_size}-0.0002-0.0002-{cfg.warm_start_steps}-{cfg.seed}-{args.public_n}" + ("" if args.public == "phantoms" else f"-{args.public}-v2-strip{args.mri_stripped}")
