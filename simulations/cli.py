@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -24,13 +24,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear line and return the Exit to raise."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=code)
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs -> run-config values (JSON literals, else strings)."""
-    from simulations.deploy import parse_sets  # one parser for simulate and server run
-
-    return parse_sets(pairs)
 
 
 @app.command()
@@ -51,10 +44,11 @@ def simulate(
 ) -> None:
     """Train a DP federated GAN across simulated hospitals (Flower simulation engine)."""
     from simulations.progress import RoundPrinter, summary_table
+    from simulations.deploy import parse_sets  # one --set parser for simulate and server run
     from simulations.runner import prepare_run_dir, simulate as run_simulation
 
     try:
-        base = RunConfig.from_flower(parse_overrides(set_)).to_flower()
+        base = RunConfig.from_flower(parse_sets(set_)).to_flower()
         cfg = RunConfig.from_flower(
             {
                 **base,

@@ -17,14 +17,12 @@ from typing import Any, Callable
 from server.run_dir import RunDir
 from server.server_app import RoundCallback, run_federation
 from shared_models.config import RunConfig
+from simulations.deploy import ENV_DEFAULTS
 
 FLOWER_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    **ENV_DEFAULTS,  # the same offline-safe Flower settings as a real federation's processes
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
-    "OMP_WAIT_POLICY": "PASSIVE",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",  # CPU-only actors: keep CUDA_VISIBLE_DEVICES as is
 }
 
