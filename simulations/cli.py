@@ -14,16 +14,10 @@ import typer
 from rich.console import Console
 
 from shared_models.config import RunConfig
+from simulations.cli_common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Federated, differentially private synthesis of medical images.")
 console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one clear line and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=code)
 
 
 @app.command()

@@ -15,17 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from simulations.cli_common import fail
+
 app = typer.Typer(add_completion=False, help="Memorization audit of a synthetic image set.")
 
 
 @app.callback()
 def _group() -> None:
     """Memorization audit of a synthetic image set."""
-
-
-def _fail(err: Console, message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=code)
 
 
 @app.command("audit")
@@ -57,7 +54,7 @@ def audit_command(
         with _progress(err, quiet=False) as (bar, update):
             report = audit_memorization(sets["real"], sets["synthetic"], sets.get("holdout"), threshold=threshold, quantile=quantile, top_k=top_k, transforms=transforms, progress=update)
     except (DataError, ValueError, OSError) as exc:
-        raise _fail(err, str(exc))
+        raise fail(str(exc))
     result = report.to_dict()
     if json_out:
         out.print_json(json.dumps({**result, "image_size": size, "inputs": {k: str(v) for k, v in (("real", real), ("synthetic", synthetic), ("holdout", holdout)) if v is not None}, "problems": [str(p) for p in problems]}))

@@ -17,14 +17,9 @@ from rich.table import Table
 
 from client.dataset import ImageSet
 from client.validation import Problem
+from simulations.cli_common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Load, check and build image data sets.")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    """One red line on stderr, and the Exit to raise."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-    return typer.Exit(code=code)
 
 
 @app.command("build-demo")
@@ -38,14 +33,14 @@ def build_demo_command(
 
     target = out or DEFAULT_OUT
     if target.exists() and not force:
-        raise _fail(f"{target}: already exists; pass --force to overwrite it")
+        raise fail(f"{target}: already exists; pass --force to overwrite it")
     missing = missing_sources()
     if missing:
-        raise _fail(f"demo sources missing ({', '.join(missing)}); run: {APT_HINT}")
+        raise fail(f"demo sources missing ({', '.join(missing)}); run: {APT_HINT}")
     try:
         stats = build_demo(target)
     except (OSError, ValueError) as exc:
-        raise _fail(f"{target}: build failed ({exc})")
+        raise fail(f"{target}: build failed ({exc})")
     if json_out:
         typer.echo(json.dumps(stats))
         return
@@ -74,7 +69,7 @@ def inspect_command(
             path, image_size, strict, split=split, plane=plane, class_folders=class_folders
         )
     except DataError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
     summary = summarize(data, problems, sizes, path)
     if json_out:
         typer.echo(json.dumps(summary))

@@ -19,10 +19,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from server import deploy as procs
 from simulations import deploy
+from simulations.cli_common import fail
 
 FLOWER_EXIT = re.compile(r"Exit Code: (\d+)")
 SUPERNODE_EXIT = {
@@ -45,12 +45,6 @@ def register(app: typer.Typer) -> None:
         server.command(name)(command)
     app.add_typer(server, name="server")
     app.command("join")(join_command)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one clear line and return the Exit to raise (no markup: paths may hold '[')."""
-    Console(stderr=True).print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
-    return typer.Exit(code=code)
 
 
 def say(message: str, style: str | None = None) -> None:
