@@ -193,7 +193,6 @@ def audit_memorization(
     copy_ssim: float = 0.99,
     alpha: float = 0.01,
     max_z: float = 3.0,
-    device: str = "cpu",
     progress: StageProgress | None = None,
 ) -> MemorizationReport:
     """Memorization audit of ``synthetic`` against ``train``, calibrated on ``holdout``."""
@@ -211,7 +210,7 @@ def audit_memorization(
     if threshold is None and ho is None:
         raise ValueError("no threshold and no held-out images to calibrate one: give either")
     ts = TRANSFORM_SETS[transforms]
-    index = ReferenceIndex(tr, data_range, device=device)
+    index = ReferenceIndex(tr, data_range)
 
     def stage(name: str) -> Callable[[int, int], None] | None:
         return None if progress is None else lambda d, n: progress(name, d, n)
