@@ -7,12 +7,13 @@ data are in cache:
    ``|l| <= (2|mu_x||mu_y| + C1) / (mu_x^2 + mu_y^2 + C1)`` and
    ``|cs| <= (2 sigma_x sigma_y + C2) / (sigma_x^2 + sigma_y^2 + C2)`` (Cauchy-Schwarz on
    the covariance), so the map is bounded pixel by pixel by ``|l| c``. The bound is
-   summed chunk by chunk (a few rows each, centre chunks first); a pair is dropped as
-   soon as the chunks summed so far plus 1 per pixel not yet seen fall below the
-   query's best so far. On head images this drops ~9 pairs in 10 with no cross term.
-2. For the pairs left, the exact SSIM map (the cross term ``G * (x y)`` with the 11-tap
-   Gaussian, separably), chunk by chunk in the same order; the chunks not computed yet
-   are bounded by their stage-1 sums, so most pairs stop after one or two chunks.
+   summed span by span (256 map pixels each, centre first); a pair is dropped as soon
+   as the spans summed so far plus 1 per pixel not yet seen fall below the query's best
+   so far. On head images this drops ~9 pairs in 10 with no cross term.
+2. The pairs left, highest bound first, get the exact SSIM map (the cross term
+   ``G * (x y)`` with the 11-tap Gaussian, separably) in bands of a few rows, centre
+   first; the rows not computed yet are still bounded by ``|l| c``, so most pairs stop
+   after a band or two.
 
 Stage 1 has no cancellation (all its terms are positive), so its float32 error is a few
 ulps of the bound; stage 2 is the float32 map whose error ``float32_margin`` bounds. The
@@ -92,50 +93,49 @@ def _exact_row(hbuf, slot, i, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1, c
 
 
 @njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
-def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rcon, chunks, g, c1, c2, best, slack, out, counts, ref_block):  # noqa: ANN001, ANN201
+def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rcon, spans, bands, g, c1, c2, best, slack, out, counts, ref_block):  # noqa: ANN001, ANN201
     """float32 SSIM of every (query, reference) pair that can still be a nearest neighbour.
 
     Images are (N, H, W) and statistics (N, h * w) float32, at data range 1; ``qa2`` and
     ``qs2`` hold 2|mu| and 2 sigma of the queries, ``rabs`` and ``rsd`` |mu| and sigma of
-    the references. ``chunks`` is a (k, 2) array of map-row ranges [a, b), centre first,
-    each one extending the band of rows before it. ``best`` (float64, per query) is read
-    and raised in place; ``out[q, r]`` gets the float32 SSIM, or -inf for a pair that
-    cannot win; ``counts[q]`` adds up (pairs dropped by the bound, exact map rows).
+    the references. ``spans`` (k, 2) cuts the flat map into stage-1 pieces [a, b) of
+    whole vectors; ``bands`` (j, 2) cuts it into map-row ranges for stage 2, centre
+    first, each extending the band of rows before it. ``best`` (float64, per query) is
+    read and raised in place; ``out[q, r]`` gets the float32 SSIM, or -inf for a pair
+    that cannot win; ``counts[q]`` adds up (pairs dropped by the bound, exact map rows).
 
-    Stage 1 runs chunk by chunk over a block of references, so each query chunk is
-    read from L1 for the whole block and only the references' statistics stream in.
+    Stage 1 runs span by span over a block of references, so each query span is read
+    from L1 for the whole block and only the references' statistics stream in. Stage 2
+    takes the survivors best bound first, so the best so far rises early.
     """
     nq, size, width = qimg.shape
     m = rimg.shape[0]
     w = width - (TAPS - 1)
     h = size - (TAPS - 1)
     p_total = h * w
-    nchunks = chunks.shape[0]
+    nspans, nbands = spans.shape[0], bands.shape[0]
     c1f, c2f = np.float32(c1), np.float32(c2)
     h1, h2 = np.float32(c1 / 2), np.float32(c2 / 2)
     hbuf = np.empty((nq, size, w), np.float32)
     prod = np.empty((nq, width), np.float32)
-    part = np.empty((nq, ref_block, nchunks), np.float64)
     total = np.empty((nq, ref_block), np.float64)
     alive = np.empty((nq, ref_block), np.bool_)
     for rb in range(0, m, ref_block):
         nb = min(ref_block, m - rb)
         for qi in prange(nq):
             floor = best[qi] - slack
-            # stage 1: |l| c, chunk by chunk over the block; pixels not seen yet count as 1
+            # stage 1: |l| c, span by span over the block; pixels not seen yet count as 1
             for r in range(nb):
                 total[qi, r] = 0.0
                 alive[qi, r] = True
             seen = 0
-            for c in range(nchunks):
-                a, b = chunks[c, 0], chunks[c, 1]
-                seen += (b - a) * w
+            for c in range(nspans):
+                a, b = spans[c, 0], spans[c, 1]
+                seen += b - a
                 left = 0
                 for r in range(nb):
                     if alive[qi, r]:
-                        ps = _bound_sum(qa2, qs2, qlum, qcon, rabs, rsd, qi, rb + r, a * w, (b - a) * w, h1, h2, c1f, c2f)
-                        part[qi, r, c] = ps
-                        total[qi, r] += ps
+                        total[qi, r] += _bound_sum(qa2, qs2, qlum, qcon, rabs, rsd, qi, rb + r, a, b - a, h1, h2, c1f, c2f)
                         if (total[qi, r] + (p_total - seen)) / p_total < floor:
                             alive[qi, r] = False
                             out[qi, rb + r] = -np.inf
@@ -144,17 +144,25 @@ def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rc
                             left += 1
                 if left == 0:
                     break
-            # stage 2: exact chunks; chunks not computed yet bounded by their stage-1 sums
-            for r in range(nb):
-                if not alive[qi, r]:
-                    continue
+            # stage 2, highest bound first: exact bands; the rest still bounded by |l| c
+            while True:
+                r = -1
+                for k in range(nb):
+                    if alive[qi, k] and (r < 0 or total[qi, k] > total[qi, r]):
+                        r = k
+                if r < 0:
+                    break
+                alive[qi, r] = False
                 rj = rb + r
-                lo = hi = chunks[0, 0]  # horizontal-pass rows done: [lo, hi)
-                acc = 0.0
                 rest = total[qi, r]
+                if rest / p_total < floor:
+                    out[qi, rj] = -np.inf
+                    continue
+                lo = hi = bands[0, 0]  # horizontal-pass rows done: [lo, hi)
+                acc = 0.0
                 dropped = False
-                for c in range(nchunks):
-                    a, b = chunks[c, 0], chunks[c, 1]
+                for c in range(nbands):
+                    a, b = bands[c, 0], bands[c, 1]
                     while hi < b + TAPS - 1:
                         _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, qi)
                         hi += 1
@@ -164,8 +172,8 @@ def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rc
                     for i in range(a, b):
                         acc += _exact_row(hbuf, qi, i, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
                     counts[qi, 1] += b - a
-                    rest -= part[qi, r, c]
-                    if c + 1 < nchunks and (acc + rest) / p_total < floor:
+                    rest -= _bound_sum(qa2, qs2, qlum, qcon, rabs, rsd, qi, rj, a * w, (b - a) * w, h1, h2, c1f, c2f)
+                    if c + 1 < nbands and (acc + rest) / p_total < floor:
                         dropped = True
                         break
                 if dropped:
@@ -177,8 +185,16 @@ def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rc
             best[qi] = floor + slack
 
 
-def centre_chunks(h: int, rows: int = 6) -> np.ndarray:
-    """Map rows [0, h) cut into chunks of ``rows``, ordered centre first so that the rows
+def flat_spans(p_total: int, size: int = 256) -> np.ndarray:
+    """The flat map [0, p_total) cut into stage-1 spans of ``size`` pixels (whole vectors,
+    so the compiled loop has no scalar tail), the span nearest the centre first."""
+    cuts = [(a, min(p_total, a + size)) for a in range(0, p_total, size)]
+    cuts.sort(key=lambda ab: abs((ab[0] + ab[1]) / 2 - p_total / 2))
+    return np.array(cuts, dtype=np.int64).reshape(-1, 2)
+
+
+def centre_bands(h: int, rows: int = 4) -> np.ndarray:
+    """Map rows [0, h) cut into bands of ``rows``, ordered centre first so that the rows
     done always form one band (stage 2 then filters each image row once)."""
     cuts = [(a, min(h, a + rows)) for a in range(0, h, rows)]
     centre = (h - 1) / 2

@@ -34,13 +34,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from privacy_audit.nn_kernel import centre_chunks, search_block
+from privacy_audit.nn_kernel import centre_bands, flat_spans, search_block
 from privacy_audit.ssim import SsimStats, as_stack, gaussian_taps, pair_ssim, prepare
 
 TIE_TOL = 1e-12  # float64 SSIM values closer than this are a tie (lowest index wins)
 PSNR_CAP = 100.0  # dB reported for identical images (PSNR is infinite), so JSON stays valid
+MAX_RANGE_RATIO = 1e3  # beyond this the kernel's float32 products could overflow
 REF_BLOCK = 16  # references whose statistics stay in cache while a query chunk runs over them
-CHUNK_ROWS = 6  # map rows per bound/exact step: finer steps stop sooner but check more often
+SPAN = 256  # map pixels per stage-1 step (a multiple of the vector width)
+BAND_ROWS = 4  # map rows per exact stage-2 step: finer steps stop sooner but check more often
 Progress = Callable[[int, int], None]
 
 
@@ -104,8 +106,11 @@ class ReferenceIndex:
         if q64.shape[1:] != self.images.shape[1:]:
             raise ValueError(f"query images are {q64.shape[1]}x{q64.shape[2]} but reference images are {self.images.shape[1]}x{self.images.shape[2]}")
         n, m = len(q64), len(self.images)
+        max_abs = max(float(np.abs(q64).max(initial=0.0)), float(np.abs(self.images).max()))
+        if max_abs > MAX_RANGE_RATIO * self.data_range:
+            raise ValueError(f"pixel values reach {max_abs:g}, over {MAX_RANGE_RATIO:g} times the data range {self.data_range:g}: scale the images or give their real data range")
         q = _unit_stats(q64, self.data_range)
-        delta = float32_margin(max(float(np.abs(q64).max(initial=0.0)), float(np.abs(self.images).max())), self.data_range)
+        delta = float32_margin(max_abs, self.data_range)
         slack = 2 * delta + 1e3 * TIE_TOL  # float32 error both ways, and exact ties
         best = np.full(n, -np.inf)
         if floor is not None:
@@ -114,14 +119,15 @@ class ReferenceIndex:
         best = np.maximum(best, seed_val)
         found = [(np.arange(n), seed_idx, seed_val)]  # (query, reference, float32 SSIM)
         qarr = _kernel_arrays(q, query=True)
-        chunks = centre_chunks(q.mu.shape[1], CHUNK_ROWS)
+        h, w = q.mu.shape[1:]
+        spans, bands = flat_spans(h * w, SPAN), centre_bands(h, BAND_ROWS)
         taps = gaussian_taps().astype(np.float32)
         counts = np.zeros((n, 2), np.int64)
         for qs in range(0, n, block_queries):
             qe = min(n, qs + block_queries)
             out = np.empty((qe - qs, m), np.float32)
             view = best[qs:qe]  # raised in place by the kernel
-            search_block(*(a[qs:qe] for a in qarr), *self.arrays, chunks, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
+            search_block(*(a[qs:qe] for a in qarr), *self.arrays, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
             qi, ri = np.nonzero(out >= (view - slack)[:, None])
             found.append((qi + qs, ri, out[qi, ri].astype(np.float64)))
             if progress is not None:
@@ -133,7 +139,6 @@ class ReferenceIndex:
         if floor is not None:  # below its floor a query's answer is not needed (nor exact)
             low = ssim_v < np.asarray(floor, np.float64).reshape(n)
             index[low], ssim_v[low], psnr_v[low] = -1, -np.inf, np.nan
-        h = q.mu.shape[1]
         stats = {
             "pairs": n * m,
             "dropped_by_bound": int(counts[:, 0].sum()),
@@ -153,14 +158,17 @@ class ReferenceIndex:
         return idx.numpy(), torch.cat(vals).double().numpy()
 
     def _verify(self, q64: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """float64 SSIM of the candidate (query, reference) pairs; per query the maximum
-        (lowest index among ties) is the answer."""
+        """float64 SSIM of the candidate (query, reference) pairs (sorted by query); per
+        query the maximum (lowest index among ties) is the answer."""
         n = len(q64)
         index, ssim_v, psnr_v = np.full(n, -1, np.int64), np.full(n, -np.inf), np.full(n, np.nan)
+        vals = _ssim64_pairs(q64, self.images, pairs, self.data_range)
+        start = 0
         for i, idx in _group(pairs):
-            vals = _ssim64(q64[i], self.images[idx], self.data_range)
-            k = argmax_lowest(vals)
-            index[i], ssim_v[i] = idx[k], vals[k]
+            v = vals[start : start + len(idx)]
+            start += len(idx)
+            k = argmax_lowest(v)
+            index[i], ssim_v[i] = idx[k], v[k]
             psnr_v[i] = psnr(q64[i], self.images[idx[k]], self.data_range)
         return index, ssim_v, psnr_v
 
@@ -182,11 +190,17 @@ def _group(pairs: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(g[0, 0]), g[:, 1]) for g in np.split(pairs, cuts)]
 
 
-def _ssim64(a: np.ndarray, refs: np.ndarray, data_range: float) -> np.ndarray:
-    """float64 SSIM of one image against a few references (the deciding values)."""
-    sa, sr = prepare(a[None], data_range, torch.float64), prepare(refs, data_range, torch.float64)
-    out = [pair_ssim(sa, sr, torch.zeros(min(512, len(refs) - s), dtype=torch.long), torch.arange(s, min(s + 512, len(refs)))) for s in range(0, len(refs), 512)]
-    return torch.cat(out).numpy()
+def _ssim64_pairs(q64: np.ndarray, ref: np.ndarray, pairs: np.ndarray, data_range: float, batch: int = 1024) -> np.ndarray:
+    """float64 SSIM of (query, reference) index pairs: the deciding values. Statistics
+    are computed once per image taking part, ``batch`` pairs at a time."""
+    out = []
+    for s in range(0, len(pairs), batch):
+        qi, ri = pairs[s : s + batch, 0], pairs[s : s + batch, 1]
+        uq, qpos = np.unique(qi, return_inverse=True)
+        ur, rpos = np.unique(ri, return_inverse=True)
+        sq, sr = prepare(q64[uq], data_range, torch.float64), prepare(ref[ur], data_range, torch.float64)
+        out.append(pair_ssim(sq, sr, torch.as_tensor(qpos.reshape(-1)), torch.as_tensor(rpos.reshape(-1))).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _unit_stats(images: np.ndarray, data_range: float) -> SsimStats:

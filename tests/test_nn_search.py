@@ -8,8 +8,9 @@ import torch
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, argmax_lowest, float32_margin, nearest_neighbours
-from privacy_audit.ssim import pair_ssim, prepare, ssim_matrix
+from privacy_audit.nn_kernel import centre_bands, flat_spans, search_block
+from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
+from privacy_audit.ssim import gaussian_taps, pair_ssim, prepare, ssim_matrix
 
 
 def slices(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -99,6 +100,23 @@ def test_float32_margin_bounds_the_float32_error() -> None:
     assert float(err) < float32_margin(1.0, 2.0)
 
 
+def test_compiled_loop_float32_values_are_within_the_margin() -> None:
+    """With a slack no SSIM can beat, nothing is dropped: the compiled loop computes every
+    pair's float32 SSIM in full; each must be within float32_margin of float64, on the
+    worst cases too."""
+    rng = np.random.default_rng(8)
+    x = np.concatenate([slices(rng, 12, 24), np.clip(rng.choice([-1.0, 1.0], (12, 1, 1)) + rng.normal(0, 1e-3, (12, 24, 24)), -1, 1)])
+    q, r = _unit_stats(x, 2.0), _unit_stats(x, 2.0)
+    out = np.empty((len(x), len(x)), np.float32)
+    counts = np.zeros((len(x), 2), np.int64)
+    best = np.full(len(x), -np.inf)
+    search_block(*_kernel_arrays(q, query=True), *_kernel_arrays(r, query=False), flat_spans(14 * 14, 64), centre_bands(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
+    exact = ssim_matrix(x, x, 2.0)
+    assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
+    assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
+    np.testing.assert_allclose(best, exact.max(axis=1), atol=float32_margin(1.0, 2.0))
+
+
 def test_shapes_and_bad_input() -> None:
     rng = np.random.default_rng(5)
     ref = slices(rng, 5, 16)
@@ -109,3 +127,5 @@ def test_shapes_and_bad_input() -> None:
         nearest_neighbours(ref, np.zeros((0, 16, 16)))
     with pytest.raises(ValueError, match="1-channel"):
         nearest_neighbours(np.zeros((2, 3, 16, 16)), ref)
+    with pytest.raises(ValueError, match="over 1000 times the data range 2"):
+        nearest_neighbours(ref * 3000, ref)
