@@ -38,6 +38,7 @@ _FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 TAPS = 11  # 2 * RADIUS + 1, fixed by skimage's sigma=1.5, truncate=3.5
 _TWO = np.float32(2.0)  # float32 constants: an integer literal would promote loops to float64
 _ZERO = np.float32(0.0)
+_UTAPS = np.uint64(TAPS)  # unsigned indices let numba skip its negative-index checks, so loops vectorize
 
 
 @njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
@@ -51,7 +52,7 @@ def _bound_sum(qa2, qs2, ql, qc, ra, rs, qi, rj, start, n, h1, h2, c1, c2):  # n
     half = np.uint64(n // 2)
     first = np.uint64(start)
     s = _ZERO
-    for k in range(half):  # unsigned indices: numba then skips its negative-index checks
+    for k in range(half):
         e = first + k
         f = e + half
         n1 = (qa2[qi, e] * ra[rj, e] + c1) * (qs2[qi, e] * rs[rj, e] + c2)
@@ -67,28 +68,35 @@ def _bound_sum(qa2, qs2, ql, qc, ra, rs, qi, rj, start, n, h1, h2, c1, c2):  # n
 
 @njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
 def _filter_row(qimg, rimg, qi, rj, r, g, prod, hbuf, slot):  # noqa: ANN001, ANN202
-    """hbuf[slot, r, j] = sum_k g[k] x[r, j+k] y[r, j+k]: one row of the horizontal pass."""
-    for j in range(qimg.shape[2]):
-        prod[slot, j] = qimg[qi, r, j] * rimg[rj, r, j]
-    for j in range(hbuf.shape[2]):
+    """hbuf[slot, r, j] = sum_k g[k] x[r, j+k] y[r, j+k]: one row of the horizontal pass,
+    over hbuf's padded width (a whole number of vectors: no scalar tail; the padding of
+    ``prod`` past the image stays 0)."""
+    ur = np.uint64(r)
+    for j in range(np.uint64(qimg.shape[2])):
+        prod[slot, j] = qimg[qi, ur, j] * rimg[rj, ur, j]
+    for j in range(np.uint64(hbuf.shape[2])):
         t = _ZERO
-        for k in range(TAPS):
+        for k in range(_UTAPS):
             t += g[k] * prod[slot, j + k]
-        hbuf[slot, r, j] = t
+        hbuf[slot, ur, j] = t
 
 
 @njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
-def _exact_row(hbuf, slot, i, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1, c2):  # noqa: ANN001, ANN202
-    """Sum over map row i of the SSIM map, from the horizontally filtered rows."""
-    w = hbuf.shape[2]
-    s = _ZERO
-    for j in range(w):
+def _exact_row(hbuf, trow, slot, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1, c2):  # noqa: ANN001, ANN202
+    """Sum over map row i of the SSIM map, from the horizontally filtered rows (the
+    vertical pass into ``trow`` over the padded width, then the w map pixels)."""
+    ui = np.uint64(i)
+    for j in range(np.uint64(hbuf.shape[2])):
         t = _ZERO
-        for k in range(TAPS):
-            t += g[k] * hbuf[slot, i + k, j]
-        e = i * w + j
+        for k in range(_UTAPS):
+            t += g[k] * hbuf[slot, ui + k, j]
+        trow[slot, j] = t
+    s = _ZERO
+    base = ui * np.uint64(w)
+    for j in range(np.uint64(w)):
+        e = base + j
         m = qmu[qi, e] * rmu[rj, e]
-        s += (_TWO * m + c1) * (_TWO * (t - m) + c2) / ((qlum[qi, e] + rlum[rj, e]) * (qcon[qi, e] + rcon[rj, e]))
+        s += (_TWO * m + c1) * (_TWO * (trow[slot, j] - m) + c2) / ((qlum[qi, e] + rlum[rj, e]) * (qcon[qi, e] + rcon[rj, e]))
     return s
 
 
@@ -116,8 +124,10 @@ def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rc
     nspans, nbands = spans.shape[0], bands.shape[0]
     c1f, c2f = np.float32(c1), np.float32(c2)
     h1, h2 = np.float32(c1 / 2), np.float32(c2 / 2)
-    hbuf = np.empty((nq, size, w), np.float32)
-    prod = np.empty((nq, width), np.float32)
+    wpad = (w + 15) // 16 * 16
+    hbuf = np.empty((nq, size, wpad), np.float32)
+    prod = np.zeros((nq, wpad + TAPS - 1), np.float32)
+    trow = np.empty((nq, wpad), np.float32)
     total = np.empty((nq, ref_block), np.float64)
     alive = np.empty((nq, ref_block), np.bool_)
     for rb in range(0, m, ref_block):
@@ -170,7 +180,7 @@ def search_block(qimg, qmu, qa2, qs2, qlum, qcon, rimg, rmu, rabs, rsd, rlum, rc
                         lo -= 1
                         _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, qi)
                     for i in range(a, b):
-                        acc += _exact_row(hbuf, qi, i, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
+                        acc += _exact_row(hbuf, trow, qi, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
                     counts[qi, 1] += b - a
                     rest -= _bound_sum(qa2, qs2, qlum, qcon, rabs, rsd, qi, rj, a * w, (b - a) * w, h1, h2, c1f, c2f)
                     if c + 1 < nbands and (acc + rest) / p_total < floor:
