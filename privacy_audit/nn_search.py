@@ -43,6 +43,7 @@ MAX_RANGE_RATIO = 1e3  # beyond this the kernel's float32 products could overflo
 REF_BLOCK = 16  # references whose statistics stay in cache while a query chunk runs over them
 SPAN = 256  # map pixels per stage-1 step (a multiple of the vector width)
 BAND_ROWS = 4  # map rows per exact stage-2 step: finer steps stop sooner but check more often
+OUT_CELLS = 1 << 24  # at most this many float32 pair values (64 MB) per kernel call
 Progress = Callable[[int, int], None]
 
 
@@ -123,8 +124,9 @@ class ReferenceIndex:
         spans, bands = flat_spans(h * w, SPAN), centre_bands(h, BAND_ROWS)
         taps = gaussian_taps().astype(np.float32)
         counts = np.zeros((n, 2), np.int64)
-        for qs in range(0, n, block_queries):
-            qe = min(n, qs + block_queries)
+        block = max(1, min(block_queries, OUT_CELLS // m))  # bounds the float32 `out` buffer
+        for qs in range(0, n, block):
+            qe = min(n, qs + block)
             out = np.empty((qe - qs, m), np.float32)
             view = best[qs:qe]  # raised in place by the kernel
             search_block(*(a[qs:qe] for a in qarr), *self.arrays, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
