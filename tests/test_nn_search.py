@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from privacy_audit.nn_kernel import centre_bands, flat_spans, search_block
+from privacy_audit.nn_kernel import _bound_sum, centre_bands, flat_spans, search_block
 from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
 from privacy_audit.ssim import gaussian_taps, pair_ssim, prepare, ssim_matrix
 
@@ -115,6 +115,24 @@ def test_compiled_loop_float32_values_are_within_the_margin() -> None:
     assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
     assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
     np.testing.assert_allclose(best, exact.max(axis=1), atol=float32_margin(1.0, 2.0))
+
+
+def test_luminance_contrast_bound_is_above_every_exact_ssim() -> None:
+    """The stage-1 bound (sum over the map of |l| * c) never falls below the SSIM itself:
+    on copies (where it is tight), negated images (SSIM near +1 on [-1, 1] data) and
+    unrelated slices alike."""
+    rng = np.random.default_rng(9)
+    base = slices(rng, 10, 24)
+    x = np.concatenate([base, -base, np.clip(base + rng.normal(0, 0.05, base.shape), -1, 1)])
+    st = _unit_stats(x, 2.0)
+    q, r = _kernel_arrays(st, query=True), _kernel_arrays(st, query=False)
+    p = 14 * 14
+    h1, h2, c1, c2 = np.float32(st.c1 / 2), np.float32(st.c2 / 2), np.float32(st.c1), np.float32(st.c2)
+    bound = np.array([[_bound_sum(q[2], q[3], q[4], q[5], r[2], r[3], i, j, 0, p, h1, h2, c1, c2) / p for j in range(len(x))] for i in range(len(x))])
+    exact = ssim_matrix(x, x, 2.0)
+    assert (bound >= exact - 1e-5).all()
+    assert np.abs(np.diag(bound) - 1).max() < 1e-5  # tight on copies
+    assert exact[0, 10] > 0.5 and bound[0, 10] >= exact[0, 10] - 1e-5  # x vs -x
 
 
 def test_shapes_and_bad_input() -> None:
