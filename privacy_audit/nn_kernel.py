@@ -197,18 +197,11 @@ def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, 
             best[qi] = floor + slack
 
 
-def flat_spans(p_total: int, size: int = 256) -> np.ndarray:
-    """The flat map [0, p_total) cut into stage-1 spans of ``size`` pixels (whole vectors,
-    so the compiled loop has no scalar tail), the span nearest the centre first."""
-    cuts = [(a, min(p_total, a + size)) for a in range(0, p_total, size)]
-    cuts.sort(key=lambda ab: abs((ab[0] + ab[1]) / 2 - p_total / 2))
-    return np.array(cuts, dtype=np.int64).reshape(-1, 2)
-
-
-def centre_bands(h: int, rows: int = 4) -> np.ndarray:
-    """Map rows [0, h) cut into bands of ``rows``, ordered centre first so that the rows
-    done always form one band (stage 2 then filters each image row once)."""
-    cuts = [(a, min(h, a + rows)) for a in range(0, h, rows)]
-    centre = (h - 1) / 2
-    order = sorted(range(len(cuts)), key=lambda k: (abs((cuts[k][0] + cuts[k][1] - 1) / 2 - centre), k))
+def centre_first(n: int, size: int) -> np.ndarray:
+    """[0, n) cut into pieces of ``size``, the piece nearest the centre first, ties to the
+    lower piece. The pieces taken so far always form one contiguous range: stage 2 then
+    filters each image row once. Used for stage-1 spans of flat pixels and stage-2 bands
+    of map rows."""
+    cuts = [(a, min(n, a + size)) for a in range(0, n, size)]
+    order = sorted(range(len(cuts)), key=lambda k: (abs((cuts[k][0] + cuts[k][1] - 1) / 2 - (n - 1) / 2), k))
     return np.array([cuts[k] for k in order], dtype=np.int64).reshape(-1, 2)

@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from privacy_audit.nn_kernel import _bound_sum, centre_bands, flat_spans, search_block
+from privacy_audit.nn_kernel import _bound_sum, centre_first, search_block
 from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
 from privacy_audit.ssim import gaussian_taps, pair_ssim, prepare, ssim_matrix
 
@@ -110,7 +110,7 @@ def test_compiled_loop_float32_values_are_within_the_margin() -> None:
     out = np.empty((len(x), len(x)), np.float32)
     counts = np.zeros((len(x), 2), np.int64)
     best = np.full(len(x), -np.inf)
-    search_block(*_kernel_arrays(q, query=True), *_kernel_arrays(r, query=False), flat_spans(14 * 14, 64), centre_bands(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
+    search_block(*_kernel_arrays(q, query=True), *_kernel_arrays(r, query=False), centre_first(14 * 14, 64), centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
     exact = ssim_matrix(x, x, 2.0)
     assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
     assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
