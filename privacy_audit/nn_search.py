@@ -11,8 +11,11 @@
    is at most ``|l| * c``: luminance times contrast, by Cauchy-Schwarz on the
    covariance), 256 pixels at a time, and drops the pair as soon as the bound falls
    below the best so far; on the benchmark's head slices 87% of pairs go without any
-   cross term. The rest get exact SSIM rows, centre first, the uncomputed rows still
-   bounded by ``|l| * c``, so most of them stop after a few rows as well.
+   cross term. The pixels not summed yet are bounded by the reference's cluster
+   (``privacy_audit.nn_clusters``: per pixel, the range of its members' statistics), so
+   pairs drop early, and a cluster that cannot reach the best is skipped whole. The
+   rest get exact SSIM rows, centre first, the uncomputed rows still bounded by
+   ``|l| * c``, so most of them stop after a few rows as well.
 3. float32 is not exact, so every pair whose float32 value is within ``2 * delta`` of the
    query's float32 best is recomputed in float64, and the answer is taken from those.
    ``delta`` bounds the float32 error of one SSIM value (see :func:`float32_margin`,
@@ -34,13 +37,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from privacy_audit.nn_kernel import centre_first, search_block
+from privacy_audit.nn_clusters import cluster_references, n_clusters
+from privacy_audit.nn_kernel import box_remainders, centre_first, search_block
 from privacy_audit.ssim import SsimStats, as_stack, gaussian_taps, pair_ssim, prepare
 
 TIE_TOL = 1e-12  # float64 SSIM values closer than this are a tie (lowest index wins)
 PSNR_CAP = 100.0  # dB reported for identical images (PSNR is infinite), so JSON stays valid
 MAX_RANGE_RATIO = 1e3  # beyond this the kernel's float32 products could overflow
-REF_BLOCK = 16  # references whose statistics stay in cache while a query chunk runs over them
+REF_BLOCK = 32  # references whose statistics stay in L2 while a query chunk runs over them (32 x 23 KB at 64 px)
 SPAN = 256  # map pixels per stage-1 step (a multiple of the vector width)
 BAND_ROWS = 4  # map rows per exact stage-2 step: finer steps stop sooner but check more often
 OUT_CELLS = 1 << 24  # at most this many float32 pair values (64 MB) per kernel call
@@ -97,6 +101,8 @@ class ReferenceIndex:
         self.max_abs = float(np.abs(self.images).max())  # for every search's float32 margin
         self.stats = _unit_stats(self.images, self.data_range)
         self.arrays = _kernel_arrays(self.stats, query=False)
+        h, w = self.stats.mu.shape[1:]
+        self.clusters = cluster_references(self.arrays[2], self.arrays[3], (h, w), n_clusters(len(self.images)))
         self.pooled = _pool(self.stats.images)
 
     def search(self, queries: np.ndarray, *, floor: np.ndarray | None = None, progress: Progress | None = None, block_queries: int = 256) -> NNResult:
@@ -124,13 +130,17 @@ class ReferenceIndex:
         h, w = q.mu.shape[1:]
         spans, bands = centre_first(h * w, SPAN), centre_first(h, BAND_ROWS)
         taps = gaussian_taps().astype(np.float32)
-        counts = np.zeros((n, 2), np.int64)
+        counts = np.zeros((n, 3), np.int64)
+        cl = self.clusters
         block = max(1, min(block_queries, OUT_CELLS // m))  # bounds the float32 `out` buffer
         for qs in range(0, n, block):
             qe = min(n, qs + block)
             out = np.empty((qe - qs, m), np.float32)
             view = best[qs:qe]  # raised in place by the kernel
-            search_block(*(a[qs:qe] for a in qarr), *self.arrays, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
+            qpart = tuple(a[qs:qe] for a in qarr)
+            rem = np.empty((qe - qs, len(cl), len(spans) + 1), np.float32)
+            box_remainders(*qpart[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, view, slack, rem)
+            search_block(*qpart, *self.arrays, cl.order, cl.labels, rem, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
             qi, ri = np.nonzero(out >= (view - slack)[:, None])
             found.append((qi + qs, ri, out[qi, ri].astype(np.float64)))
             if progress is not None:
@@ -146,6 +156,8 @@ class ReferenceIndex:
             "pairs": n * m,
             "dropped_by_bound": int(counts[:, 0].sum()),
             "exact_row_fraction": float(counts[:, 1].sum()) / max(1, n * m * h),
+            "bound_pixel_fraction": float(counts[:, 2].sum()) / max(1, n * m * h * w),
+            "clusters": len(cl),
             "verified_float64": len(pairs),
             "seconds": time.perf_counter() - t0,
             "float32_margin": delta,

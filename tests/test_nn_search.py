@@ -8,7 +8,8 @@ import torch
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from privacy_audit.nn_kernel import _bound_sum, centre_first, search_block
+from privacy_audit.nn_clusters import cluster_references, one_cluster
+from privacy_audit.nn_kernel import _bound_sum, box_remainders, centre_first, search_block
 from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
 from privacy_audit.ssim import gaussian_taps, pair_ssim, prepare, ssim_matrix
 
@@ -108,9 +109,12 @@ def test_compiled_loop_float32_values_are_within_the_margin() -> None:
     x = np.concatenate([slices(rng, 12, 24), np.clip(rng.choice([-1.0, 1.0], (12, 1, 1)) + rng.normal(0, 1e-3, (12, 24, 24)), -1, 1)])
     q, r = _unit_stats(x, 2.0), _unit_stats(x, 2.0)
     out = np.empty((len(x), len(x)), np.float32)
-    counts = np.zeros((len(x), 2), np.int64)
+    counts = np.zeros((len(x), 3), np.int64)
     best = np.full(len(x), -np.inf)
-    search_block(*_kernel_arrays(q, query=True), *_kernel_arrays(r, query=False), centre_first(14 * 14, 64), centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
+    qa, spans, cl = _kernel_arrays(q, query=True), centre_first(14 * 14, 64), one_cluster(len(x), 14 * 14)
+    rem = np.empty((len(x), 1, len(spans) + 1), np.float32)
+    box_remainders(*qa[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, best, 10.0, rem)
+    search_block(*qa, *_kernel_arrays(r, query=False), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
     exact = ssim_matrix(x, x, 2.0)
     assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
     assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
@@ -133,6 +137,36 @@ def test_luminance_contrast_bound_is_above_every_exact_ssim() -> None:
     assert (bound >= exact - 1e-5).all()
     assert np.abs(np.diag(bound) - 1).max() < 1e-5  # tight on copies
     assert exact[0, 10] > 0.5 and bound[0, 10] >= exact[0, 10] - 1e-5  # x vs -x
+
+
+def test_cluster_box_bounds_every_member() -> None:
+    """rem[q, k, c] (what spans c, c+1, ... can still add for any reference in cluster k)
+    is at least every member's own |l| c sum over those spans, and tighter than 1 per
+    pixel; a cluster marked -inf holds no reference that reaches the query's floor."""
+    rng = np.random.default_rng(10)
+    ref = np.concatenate([slices(rng, 40, 24), -slices(rng, 4, 24)])
+    qs = np.concatenate([slices(rng, 6, 24), ref[:2], -ref[2:3]])
+    q, r = _unit_stats(qs, 2.0), _unit_stats(ref, 2.0)
+    qa, ra = _kernel_arrays(q, query=True), _kernel_arrays(r, query=False)
+    p, spans = 14 * 14, centre_first(14 * 14, 64)
+    cl = cluster_references(ra[2], ra[3], (14, 14), 6)
+    assert len(cl) == 6 and sorted(cl.order) == list(range(len(ref)))
+    rem = np.empty((len(qs), len(cl), len(spans) + 1), np.float32)
+    box_remainders(*qa[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, np.full(len(qs), -np.inf), 0.0, rem)
+    h1, h2, c1, c2 = np.float32(q.c1 / 2), np.float32(q.c2 / 2), np.float32(q.c1), np.float32(q.c2)
+    for i in range(len(qs)):
+        for pos, j in enumerate(cl.order):
+            own = [_bound_sum(qa[2], qa[3], qa[4], qa[5], ra[2], ra[3], i, j, a, b - a, h1, h2, c1, c2) for a, b in spans]
+            suffix = np.cumsum(own[::-1])[::-1]
+            assert (rem[i, cl.labels[pos], :-1] >= suffix - 1e-4).all()
+    assert rem[:, :, 0].mean() < 0.9 * p  # the boxes are tighter than 1 per pixel
+    exact = ssim_matrix(qs, ref, 2.0)
+    floor = exact.max(axis=1)
+    box_remainders(*qa[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, floor, 1e-3, rem)
+    skipped = np.isneginf(rem[:, :, 0])
+    assert skipped.any()
+    for i, k in zip(*np.nonzero(skipped)):
+        assert (exact[i, cl.order[cl.labels == k]] < floor[i] - 1e-3).all()
 
 
 def test_shapes_and_bad_input() -> None:

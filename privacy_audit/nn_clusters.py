@@ -1,0 +1,95 @@
+"""Reference clusters for the SSIM search: groups of similar references, each with a box
+(per map pixel, the range of |mu| and of sigma over its members).
+
+Why: the stage-1 bound of a pair (sum over the map of ``|l| c``) is only worth computing
+pixel by pixel where it can drop the pair. Each of its two factors is largest when the
+reference statistic equals the query's (see ``nn_kernel.box_remainders``), so over a box
+the largest value is reached at the query's value clamped into the box. One pass per
+(query, cluster) then bounds every member at once: a cluster whose bound is below the
+query's best so far is skipped whole, and for the others the box bound of the pixels not
+seen yet replaces the old "at most 1 per pixel", so pairs drop after fewer pixels.
+
+Clustering only changes how fast the search is, never its answer: any grouping gives
+valid boxes. k-means on 4x4-pooled statistics is cheap and groups references with the
+same layout, which keeps the boxes narrow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MAX_CLUSTERS = 512  # the cost of the box pass grows with clusters x queries
+MEMBERS = 16  # references per cluster on average, for smaller reference sets
+ITERATIONS = 8  # k-means steps: boxes barely narrow after this
+
+
+@dataclass
+class Clusters:
+    """``order[i]``: the reference at kernel position i (members of a cluster are adjacent);
+    ``labels[i]``: its cluster; ``amin``/``amax`` and ``smin``/``smax``: (K, h * w) float32
+    boxes of |mu| and sigma."""
+
+    order: np.ndarray
+    labels: np.ndarray
+    amin: np.ndarray
+    amax: np.ndarray
+    smin: np.ndarray
+    smax: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.amin)
+
+
+def n_clusters(m: int) -> int:
+    """About MEMBERS references per cluster, at most MAX_CLUSTERS."""
+    return max(1, min(MAX_CLUSTERS, m // MEMBERS))
+
+
+def cluster_references(absmu: np.ndarray, sd: np.ndarray, shape: tuple[int, int], k: int, seed: int = 0) -> Clusters:
+    """Cluster references (flat (m, h * w) maps of |mu| and sigma) into at most ``k`` groups."""
+    m = len(absmu)
+    a, s = torch.from_numpy(absmu), torch.from_numpy(sd)
+    x = torch.cat([_pooled(a, shape), _pooled(s, shape)], 1)
+    labels = _kmeans(x, min(k, m), seed)
+    labels = torch.unique(labels, return_inverse=True)[1]  # no empty clusters
+    order = torch.argsort(labels, stable=True)
+    labels = labels[order]
+    nk = int(labels[-1]) + 1 if m else 0
+    idx = labels[:, None].expand(m, a.shape[1])
+
+    def box(v: torch.Tensor, how: str) -> np.ndarray:
+        init = torch.full((nk, v.shape[1]), float("inf") if how == "amin" else float("-inf"))
+        return init.scatter_reduce(0, idx, v[order], how).contiguous().numpy()
+
+    return Clusters(order.numpy(), labels.numpy(), box(a, "amin"), box(a, "amax"), box(s, "amin"), box(s, "amax"))
+
+
+def one_cluster(m: int, p: int) -> Clusters:
+    """Every reference in one unbounded box: the search without clusters (tests)."""
+    lo, hi = np.zeros((1, p), np.float32), np.full((1, p), np.inf, np.float32)
+    return Clusters(np.arange(m), np.zeros(m, np.int64), lo, hi, lo, hi)
+
+
+def _pooled(v: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    return F.avg_pool2d(v.reshape(-1, 1, *shape), 4, ceil_mode=True).flatten(1)
+
+
+def _kmeans(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Lloyd's k-means from k distinct random points (seeded: the same clusters every run)."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = x[torch.randperm(len(x), generator=gen)[:k]].clone()
+    for _ in range(ITERATIONS):
+        labels = _nearest(x, centres)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        count = torch.bincount(labels, minlength=k)
+        keep = count > 0
+        centres[keep] = sums[keep] / count[keep, None]
+    return _nearest(x, centres)
+
+
+def _nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    return ((centres * centres).sum(1)[None] - 2 * x @ centres.T).argmin(1)
