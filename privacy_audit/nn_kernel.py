@@ -7,7 +7,7 @@ data are in cache:
    ``|l| <= (2|mu_x||mu_y| + C1) / (mu_x^2 + mu_y^2 + C1)`` and
    ``|cs| <= (2 sigma_x sigma_y + C2) / (sigma_x^2 + sigma_y^2 + C2)`` (Cauchy-Schwarz on
    the covariance), so the map is bounded pixel by pixel by ``|l| c``. The bound is
-   summed span by span (256 map pixels each, centre first); a pair is dropped as soon
+   summed span by span (512 map pixels each, centre first); a pair is dropped as soon
    as the spans summed so far, plus what the spans not yet seen can add for any
    reference in its cluster (``box_remainders``), fall below the query's best so far.
    On the benchmark's head slices this drops 87% of pairs with no cross term, after
