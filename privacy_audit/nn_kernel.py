@@ -89,21 +89,22 @@ def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Ar
     for qi in prange(nq):
         floor = best[qi] - slack
         for k in range(nk):
-            seen, acc = 0, 0.0
+            seen, acc, below = 0, 0.0, False
             rem[qi, k, nspans] = _ZERO
             for c in range(nspans):
                 a, b = np.uint64(spans[c, 0]), np.uint64(spans[c, 1])
                 s = _ZERO
-                for e in range(a, b):
+                for e in range(a, b):  # _bound_sum's terms, inlined: a buffered virtual reference cost 4% more
                     va = min(max(half * qa2[qi, e], amin[k, e]), amax[k, e])
                     vs = min(max(half * qs2[qi, e], smin[k, e]), smax[k, e])
                     s += (qa2[qi, e] * va + c1f) * (qs2[qi, e] * vs + c2f) / ((qlum[qi, e] + va * va + h1) * (qcon[qi, e] + vs * vs + h2))
                 rem[qi, k, c] = s
                 seen += spans[c, 1] - spans[c, 0]
                 acc += s
-                if (acc + (p_total - seen)) / p_total < floor:
+                below = (acc + (p_total - seen)) / p_total < floor
+                if below:
                     break
-            if (acc + (p_total - seen)) / p_total < floor:
+            if below:
                 rem[qi, k, 0] = -np.inf
                 continue
             for c in range(nspans - 1, -1, -1):  # suffix sums
