@@ -3,22 +3,23 @@
 Each (query, reference) pair goes through two stages, in float32, while both images'
 data are in cache:
 
-1. A bound from local statistics alone. Every SSIM map pixel is ``l * cs`` with
-   ``|l| <= (2|mu_x||mu_y| + C1) / (mu_x^2 + mu_y^2 + C1)`` and
-   ``|cs| <= (2 sigma_x sigma_y + C2) / (sigma_x^2 + sigma_y^2 + C2)`` (Cauchy-Schwarz on
-   the covariance), so the map is bounded pixel by pixel by ``|l| c``. The bound is
-   summed span by span (512 map pixels each, centre first); a pair is dropped as soon
-   as the spans summed so far, plus what the spans not yet seen can add for any
-   reference in its cluster (``box_remainders``), fall below the query's best so far.
-   On the benchmark's head slices this drops 87% of pairs with no cross term, after
-   about a third of their pixels (1 per unseen pixel instead of the box: two thirds).
+1. A bound from per-image statistics alone. Every SSIM map pixel is
+   ``l (2 cov + C2) / (var_x + var_y + C2)``, and the covariance lies within
+   ``a_x . a_y +- res_x res_y`` (``nn_patches``: two projections of the local patch and
+   the residual norm, by Cauchy-Schwarz), so the map is bounded pixel by pixel with no
+   cross term. The bound is summed span by span (512 map pixels each, centre first); a
+   pair is dropped as soon as the spans summed so far, plus what the spans not yet seen
+   can add for any reference in its cluster (``box_remainders``, from the looser
+   ``|l| c`` with ``|cs| <= c``), fall below the query's best so far. On the benchmark's
+   head slices this drops 99.3% of pairs with no cross term, after about 30% of their
+   pixels.
 2. The pairs left, highest bound first, get the exact SSIM map (the cross term
    ``G * (x y)`` with the 11-tap Gaussian, separably) in bands of a few rows, centre
-   first; the rows not computed yet are still bounded by ``|l| c``, so most pairs stop
+   first; the rows not computed yet are still bounded as in stage 1, so most pairs stop
    after a band or two.
 
-Stage 1 has no cancellation (all its terms are positive), so its float32 error is a few
-ulps of the bound; stage 2 is the float32 map whose error ``float32_margin`` bounds. The
+Stage 1's float32 error is a few ulps of each pixel's bound (its one signed sum,
+``2 a . a' + C2``, is scaled by at most ``1 / (var_x + var_y + C2)``); stage 2 is the float32 map whose error ``float32_margin`` bounds. The
 caller verifies the surviving candidates in float64, so the answer is exact as long as
 no pair that could win is dropped: every comparison is against ``best - slack``, with
 ``slack`` at least twice that margin. Images must be scaled to data range 1 (SSIM is
@@ -46,12 +47,13 @@ F32 = np.float32
 
 
 @njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
-def _bound_sum(qa2: Arr, qs2: Arr, ql: Arr, qc: Arr, ra: Arr, rs: Arr, qi: int, rj: int, start: int, n: int, h1: F32, h2: F32, c1: F32, c2: F32) -> F32:
-    """Sum of |l| c over flat map pixels [start, start + n) of pair (qi, rj).
-
-    Query side: 2|mu|, 2 sigma, lum = mu^2 + C1/2, con = sigma^2 + C2/2; reference side
-    only |mu| and sigma (its lum and con are recomputed here: half the bytes to stream
-    from the reference block). Two pixels share one division.
+def _bound_sum(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, qi: int, rj: int, start: int, n: int, h1: F32, c1: F32, c2: F32) -> F32:
+    """Sum of the map bound over flat map pixels [start, start + n) of pair (qi, rj):
+    ``(L (2 a.a' + C2) + |L| 2 res res') / ((mu^2 + mu'^2 + C1) (var + var' + C2))`` with
+    ``L = 2 mu mu' + C1`` (``nn_patches``: the covariance bounded through the patch
+    projections a and residuals res). The query side comes doubled (2 mu, 2 a, 2 res) with
+    lum and con; the reference's lum is recomputed from mu (one stream fewer). Two pixels
+    share one division.
     """
     half = np.uint64(n // 2)
     first = np.uint64(start)
@@ -59,14 +61,18 @@ def _bound_sum(qa2: Arr, qs2: Arr, ql: Arr, qc: Arr, ra: Arr, rs: Arr, qi: int, 
     for k in range(half):
         e = first + k
         f = e + half
-        n1 = (qa2[qi, e] * ra[rj, e] + c1) * (qs2[qi, e] * rs[rj, e] + c2)
-        d1 = (ql[qi, e] + ra[rj, e] * ra[rj, e] + h1) * (qc[qi, e] + rs[rj, e] * rs[rj, e] + h2)
-        n2 = (qa2[qi, f] * ra[rj, f] + c1) * (qs2[qi, f] * rs[rj, f] + c2)
-        d2 = (ql[qi, f] + ra[rj, f] * ra[rj, f] + h1) * (qc[qi, f] + rs[rj, f] * rs[rj, f] + h2)
+        l1 = qm2[qi, e] * rmu[rj, e] + c1
+        n1 = l1 * (qa0[qi, e] * ra0[rj, e] + qa1[qi, e] * ra1[rj, e] + c2) + abs(l1) * (qr[qi, e] * rr[rj, e])
+        d1 = (ql[qi, e] + rmu[rj, e] * rmu[rj, e] + h1) * (qc[qi, e] + rcon[rj, e])
+        l2 = qm2[qi, f] * rmu[rj, f] + c1
+        n2 = l2 * (qa0[qi, f] * ra0[rj, f] + qa1[qi, f] * ra1[rj, f] + c2) + abs(l2) * (qr[qi, f] * rr[rj, f])
+        d2 = (ql[qi, f] + rmu[rj, f] * rmu[rj, f] + h1) * (qc[qi, f] + rcon[rj, f])
         s += (n1 * d2 + n2 * d1) / (d1 * d2)
     if n % 2:
         e = first + np.uint64(n - 1)
-        s += (qa2[qi, e] * ra[rj, e] + c1) * (qs2[qi, e] * rs[rj, e] + c2) / ((ql[qi, e] + ra[rj, e] * ra[rj, e] + h1) * (qc[qi, e] + rs[rj, e] * rs[rj, e] + h2))
+        l1 = qm2[qi, e] * rmu[rj, e] + c1
+        n1 = l1 * (qa0[qi, e] * ra0[rj, e] + qa1[qi, e] * ra1[rj, e] + c2) + abs(l1) * (qr[qi, e] * rr[rj, e])
+        s += n1 / ((ql[qi, e] + rmu[rj, e] * rmu[rj, e] + h1) * (qc[qi, e] + rcon[rj, e]))
     return s
 
 
@@ -75,7 +81,8 @@ def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Ar
     """rem[q, k, c]: the most that spans c, c + 1, ... of the |l| c map can add up to for
     query q and any reference whose |mu| and sigma lie in cluster k's box
     (``rem[q, k, nspans] = 0``); ``rem[q, k, 0] = -inf`` when the whole cluster is below the
-    query's best - slack.
+    query's best - slack. It bounds every member's stage-1 sum too, which never exceeds
+    its |l| c.
 
     For fixed a >= 0, (2ab + C1) / (a^2 + b^2 + C1) has derivative in b of sign (a - b) for
     b >= 0, so over b in [lo, hi] it peaks at b = clamp(a, lo, hi); likewise the contrast
@@ -94,7 +101,7 @@ def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Ar
             for c in range(nspans):
                 a, b = np.uint64(spans[c, 0]), np.uint64(spans[c, 1])
                 s = _ZERO
-                for e in range(a, b):  # _bound_sum's terms, inlined: a buffered virtual reference cost 4% more
+                for e in range(a, b):  # |l| c at the clamped virtual reference
                     va = min(max(half * qa2[qi, e], amin[k, e]), amax[k, e])
                     vs = min(max(half * qs2[qi, e], smin[k, e]), smax[k, e])
                     s += (qa2[qi, e] * va + c1f) * (qs2[qi, e] * vs + c2f) / ((qlum[qi, e] + va * va + h1) * (qcon[qi, e] + vs * vs + h2))
@@ -146,7 +153,7 @@ def _exact_row(hbuf: Arr, trow: Arr, slot: int, i: int, w: int, g: Arr, qmu: Arr
 
 
 @njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
-def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, rimg: Arr, rmu: Arr, rabs: Arr, rsd: Arr, rlum: Arr, rcon: Arr, order: Arr, labels: Arr, rem: Arr, spans: Arr, bands: Arr, g: Arr, c1: float, c2: float, best: Arr, slack: float, out: Arr, counts: Arr, ref_block: int) -> None:
+def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, qa1: Arr, qres: Arr, rimg: Arr, rmu: Arr, rlum: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rres: Arr, order: Arr, labels: Arr, rem: Arr, spans: Arr, bands: Arr, g: Arr, c1: float, c2: float, best: Arr, slack: float, out: Arr, counts: Arr, ref_block: int) -> None:
     """float32 SSIM of every (query, reference) pair that can still be a nearest neighbour.
 
     Images are (N, H, W) and statistics (N, h * w) float32, at data range 1; ``qa2`` and
@@ -171,7 +178,7 @@ def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, 
     p_total = h * w
     nspans, nbands = spans.shape[0], bands.shape[0]
     c1f, c2f = np.float32(c1), np.float32(c2)
-    h1, h2 = np.float32(c1 / 2), np.float32(c2 / 2)
+    h1 = np.float32(c1 / 2)
     wpad = (w + 15) // 16 * 16
     hbuf = np.empty((nq, size, wpad), np.float32)
     prod = np.zeros((nq, wpad + TAPS - 1), np.float32)
@@ -182,7 +189,7 @@ def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, 
         nb = min(ref_block, m - rb)
         for qi in prange(nq):
             floor = best[qi] - slack
-            # stage 1: |l| c, span by span over the block; the spans not seen yet count
+            # stage 1: the patch bound, span by span over the block; the spans not seen yet count
             # as much as the reference's cluster box allows (rem)
             for r in range(nb):
                 total[qi, r] = 0.0
@@ -195,7 +202,7 @@ def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, 
                 left = 0
                 for r in range(nb):
                     if alive[qi, r]:
-                        total[qi, r] += _bound_sum(qa2, qs2, qlum, qcon, rabs, rsd, qi, order[rb + r], a, b - a, h1, h2, c1f, c2f)
+                        total[qi, r] += _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, order[rb + r], a, b - a, h1, c1f, c2f)
                         counts[qi, 2] += b - a
                         if (total[qi, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
                             alive[qi, r] = False
@@ -205,7 +212,7 @@ def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, 
                             left += 1
                 if left == 0:
                     break
-            # stage 2, highest bound first: exact bands; the rest still bounded by |l| c
+            # stage 2, highest bound first: exact bands; the rest still bounded as in stage 1
             while True:
                 r = -1
                 for k in range(nb):
@@ -233,7 +240,7 @@ def search_block(qimg: Arr, qmu: Arr, qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, 
                     for i in range(a, b):
                         acc += _exact_row(hbuf, trow, qi, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
                     counts[qi, 1] += b - a
-                    rest -= _bound_sum(qa2, qs2, qlum, qcon, rabs, rsd, qi, rj, a * w, (b - a) * w, h1, h2, c1f, c2f)
+                    rest -= _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, rj, a * w, (b - a) * w, h1, c1f, c2f)
                     if c + 1 < nbands and (acc + rest) / p_total < floor:
                         dropped = True
                         break

@@ -7,15 +7,15 @@
 1. A seed per query (nearest by L2 on 4x4-pooled images, scored exactly) starts its
    "best so far" high.
 2. A compiled loop (``privacy_audit.nn_kernel``) goes over every pair in float32. It
-   first bounds the pair's SSIM from local means and deviations alone (each map pixel
-   is at most ``|l| * c``: luminance times contrast, by Cauchy-Schwarz on the
-   covariance), 512 pixels at a time, and drops the pair as soon as the bound falls
-   below the best so far; on the benchmark's head slices 87% of pairs go without any
-   cross term. The pixels not summed yet are bounded by the reference's cluster
-   (``privacy_audit.nn_clusters``: per pixel, the range of its members' statistics), so
-   pairs drop early, and a cluster that cannot reach the best is skipped whole. The
-   rest get exact SSIM rows, centre first, the uncomputed rows still bounded by
-   ``|l| * c``, so most of them stop after a few rows as well.
+   first bounds the pair's SSIM from per-image statistics alone: luminance, times the
+   covariance bounded through two projections of each local patch and their residuals
+   (``privacy_audit.nn_patches``), 512 map pixels at a time, and drops the pair as soon
+   as the bound falls below the best so far; on the benchmark's head slices 99.3% of
+   pairs go without any cross term. The pixels not summed yet are bounded by the
+   reference's cluster (``privacy_audit.nn_clusters``: per pixel, the range of its
+   members' statistics), so pairs drop early, and a cluster that cannot reach the best
+   is skipped whole. The rest get exact SSIM rows, centre first, the uncomputed rows
+   still bounded, so most of them stop after a few rows as well.
 3. float32 is not exact, so every pair whose float32 value is within ``2 * delta`` of the
    query's float32 best is recomputed in float64, and the answer is taken from those.
    ``delta`` bounds the float32 error of one SSIM value (see :func:`float32_margin`,
@@ -23,8 +23,9 @@
    answer is ever dropped.
 
 Why not prune with a bound from means alone (the luminance term)? On images that share a
-layout, such as head slices, it is far too loose; luminance times contrast is what drops
-most pairs, and the structure term (the cross term) settles the rest.
+layout, such as head slices, it is far too loose. Luminance times contrast (the
+structure term at its largest, 1) still let 13% of pairs through to the cross term; the
+projected-patch bound lets 0.7% through.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ import torch.nn.functional as F
 
 from privacy_audit.nn_clusters import cluster_references, n_clusters
 from privacy_audit.nn_kernel import box_remainders, centre_first, search_block
+from privacy_audit.nn_patches import structure_stats
 from privacy_audit.ssim import SsimStats, as_stack, gaussian_taps, pair_ssim, prepare
 
 TIE_TOL = 1e-12  # float64 SSIM values closer than this are a tie (lowest index wins)
 PSNR_CAP = 100.0  # dB reported for identical images (PSNR is infinite), so JSON stays valid
 MAX_RANGE_RATIO = 1e3  # beyond this the kernel's float32 products could overflow
-REF_BLOCK = 32  # references whose statistics stay in L2 while a query chunk runs over them (32 x 23 KB at 64 px)
+REF_BLOCK = 32  # references whose statistics stay in L2 while a query chunk runs over them (32 x 58 KB at 64 px; 16 measured no faster)
 SPAN = 512  # map pixels per stage-1 step: each step costs a check and a sum reduction besides its pixels
 BAND_ROWS = 4  # map rows per exact stage-2 step: finer steps stop sooner but check more often
 OUT_CELLS = 1 << 24  # at most this many float32 pair values (64 MB) per kernel call
@@ -99,10 +101,11 @@ class ReferenceIndex:
             raise ValueError("reference: no images")
         self.data_range = float(data_range)
         self.max_abs = float(np.abs(self.images).max())  # for every search's float32 margin
-        self.stats = _unit_stats(self.images, self.data_range)
-        self.arrays = _kernel_arrays(self.stats, query=False)
+        self.stats, patches = _unit_stats(self.images, self.data_range)
+        arrays = _kernel_arrays(self.stats, patches, query=False)
+        self.arrays = _reference_args(arrays)
         h, w = self.stats.mu.shape[1:]
-        self.clusters = cluster_references(self.arrays[2], self.arrays[3], (h, w), n_clusters(len(self.images)))
+        self.clusters = cluster_references(arrays["abs"], arrays["sd"], (h, w), n_clusters(len(self.images)))
         self.pooled = _pool(self.stats.images)
 
     def search(self, queries: np.ndarray, *, floor: np.ndarray | None = None, progress: Progress | None = None, block_queries: int = 256) -> NNResult:
@@ -117,7 +120,7 @@ class ReferenceIndex:
         max_abs = max(float(np.abs(q64).max(initial=0.0)), self.max_abs)
         if max_abs > MAX_RANGE_RATIO * self.data_range:
             raise ValueError(f"pixel values reach {max_abs:g}, over {MAX_RANGE_RATIO:g} times the data range {self.data_range:g}: scale the images or give their real data range")
-        q = _unit_stats(q64, self.data_range)
+        q, qpatches = _unit_stats(q64, self.data_range)
         delta = float32_margin(max_abs, self.data_range)
         slack = 2 * delta + 1e3 * TIE_TOL  # float32 error both ways, and exact ties
         best = np.full(n, -np.inf)
@@ -126,7 +129,8 @@ class ReferenceIndex:
         seed_idx, seed_val = self._seed(q) if n else (np.zeros(0, np.int64), np.zeros(0))
         best = np.maximum(best, seed_val)
         found = [(np.arange(n), seed_idx, seed_val)]  # (query, reference, float32 SSIM)
-        qarr = _kernel_arrays(q, query=True)
+        qarr = _kernel_arrays(q, qpatches, query=True)
+        qargs, qbox = _query_args(qarr), tuple(qarr[k] for k in ("abs", "sd", "lum", "con"))
         h, w = q.mu.shape[1:]
         spans, bands = centre_first(h * w, SPAN), centre_first(h, BAND_ROWS)
         taps = gaussian_taps().astype(np.float32)
@@ -137,9 +141,9 @@ class ReferenceIndex:
             qe = min(n, qs + block)
             out = np.empty((qe - qs, m), np.float32)
             view = best[qs:qe]  # raised in place by the kernel
-            qpart = tuple(a[qs:qe] for a in qarr)
+            qpart = tuple(a[qs:qe] for a in qargs)
             rem = np.empty((qe - qs, len(cl), len(spans) + 1), np.float32)
-            box_remainders(*qpart[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, view, slack, rem)
+            box_remainders(*(a[qs:qe] for a in qbox), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, view, slack, rem)
             search_block(*qpart, *self.arrays, cl.order, cl.labels, rem, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
             qi, ri = np.nonzero(out >= (view - slack)[:, None])
             found.append((qi + qs, ri, out[qi, ri].astype(np.float64)))
@@ -218,28 +222,45 @@ def _ssim64_pairs(q64: np.ndarray, ref: np.ndarray, pairs: np.ndarray, data_rang
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _unit_stats(images: np.ndarray, data_range: float) -> SsimStats:
+def _unit_stats(images: np.ndarray, data_range: float) -> tuple[SsimStats, torch.Tensor]:
     """SSIM statistics of ``images / data_range`` at data range 1 (SSIM is unchanged when
-    pixels and range scale together; the kernel's products then stay finite), computed
-    in float64 and stored in float32: one rounding, not a float32 filter."""
+    pixels and range scale together; the kernel's products then stay finite), and the
+    patch projections (``nn_patches``), computed in float64 and stored in float32: one
+    rounding, not a float32 filter."""
     st = prepare(np.asarray(images, np.float64) / data_range, 1.0, torch.float64)
+    patches = structure_stats(st.images, st.var)
 
     def f(t: torch.Tensor) -> torch.Tensor:
         return t.to(torch.float32).contiguous()
 
-    return SsimStats(f(st.images), f(st.mu), f(st.var), f(st.lum), f(st.con), f(st.kh), f(st.kv), st.c1, st.c2)
+    return SsimStats(f(st.images), f(st.mu), f(st.var), f(st.lum), f(st.con), f(st.kh), f(st.kv), st.c1, st.c2), f(patches)
 
 
-def _kernel_arrays(st: SsimStats, *, query: bool) -> tuple[np.ndarray, ...]:
-    """The kernel's view of one side: images, then flat (N, h * w) maps of mu, |mu| and
-    sigma (doubled on the query side), lum and con. Shares memory with ``st`` where it can."""
+def _kernel_arrays(st: SsimStats, patches: torch.Tensor, *, query: bool) -> dict[str, np.ndarray]:
+    """The kernel's view of one side: images, and flat (N, h * w) maps of mu, lum, con,
+    the patch coefficients ``a0``, ``a1`` and residual ``res``, and (for the cluster
+    boxes) |mu| and sigma. On the query side mu, |mu|, sigma, the coefficients and the
+    residual are doubled (the factors 2 of the SSIM formula, paid once per query)."""
     n = len(st)
 
     def flat(t: torch.Tensor) -> np.ndarray:
-        return np.ascontiguousarray(t.reshape(n, t.shape[1] * t.shape[2]).numpy())
+        return np.ascontiguousarray(t.reshape(n, t.shape[-2] * t.shape[-1]).numpy())
 
     k = 2.0 if query else 1.0
-    return (st.images.numpy(), flat(st.mu), flat(st.mu.abs() * k), flat(st.var.clamp(min=0).sqrt() * k), flat(st.lum), flat(st.con))
+    arrays = {"img": st.images.numpy(), "mu": flat(st.mu), "lum": flat(st.lum), "con": flat(st.con)}
+    arrays |= {"mu_k": flat(st.mu * k), "a0": flat(patches[:, 0] * k), "a1": flat(patches[:, 1] * k), "res": flat(patches[:, 2] * k)}
+    arrays |= {"abs": flat(st.mu.abs() * k), "sd": flat(st.var.clamp(min=0).sqrt() * k)}
+    return arrays
+
+
+def _query_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """search_block's query arguments, in its order."""
+    return tuple(a[k] for k in ("img", "mu", "mu_k", "lum", "con", "a0", "a1", "res"))
+
+
+def _reference_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """search_block's reference arguments, in its order (mu_k is mu on this side)."""
+    return tuple(a[k] for k in ("img", "mu", "lum", "con", "a0", "a1", "res"))
 
 
 def _pool(images: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from privacy_audit.nn_clusters import cluster_references, one_cluster
 from privacy_audit.nn_kernel import _bound_sum, box_remainders, centre_first, search_block
-from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
-from privacy_audit.ssim import gaussian_taps, pair_ssim, prepare, ssim_matrix
+from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _query_args, _reference_args, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
+from privacy_audit.ssim import SsimStats, gaussian_taps, pair_ssim, prepare, ssim_matrix
 
 
 def slices(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -101,68 +101,89 @@ def test_float32_margin_bounds_the_float32_error() -> None:
     assert float(err) < float32_margin(1.0, 2.0)
 
 
+def _sides(queries: np.ndarray, reference: np.ndarray) -> tuple[SsimStats, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Query statistics and both sides' kernel arrays, as ReferenceIndex.search builds them."""
+    (q, qp), (r, rp) = _unit_stats(queries, 2.0), _unit_stats(reference, 2.0)
+    return q, _kernel_arrays(q, qp, query=True), _kernel_arrays(r, rp, query=False)
+
+
+def _box_args(qa: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    return qa["abs"], qa["sd"], qa["lum"], qa["con"]
+
+
+def _lc_sums(qa: dict[str, np.ndarray], ra: dict[str, np.ndarray], i: int, j: int, spans: np.ndarray, c1: float, c2: float) -> np.ndarray:
+    """float64 sum of |l| c per span for pair (i, j), written out independently of the kernel."""
+    a, b = qa["abs"][i] / 2.0, ra["abs"][j].astype(np.float64)
+    s, t = qa["sd"][i] / 2.0, ra["sd"][j].astype(np.float64)
+    v = (2 * a * b + c1) / (a * a + b * b + c1) * (2 * s * t + c2) / (s * s + t * t + c2)
+    return np.array([v[lo:hi].sum() for lo, hi in spans])
+
+
 def test_compiled_loop_float32_values_are_within_the_margin() -> None:
     """With a slack no SSIM can beat, nothing is dropped: the compiled loop computes every
     pair's float32 SSIM in full; each must be within float32_margin of float64, on the
     worst cases too."""
     rng = np.random.default_rng(8)
     x = np.concatenate([slices(rng, 12, 24), np.clip(rng.choice([-1.0, 1.0], (12, 1, 1)) + rng.normal(0, 1e-3, (12, 24, 24)), -1, 1)])
-    q, r = _unit_stats(x, 2.0), _unit_stats(x, 2.0)
+    q, qa, ra = _sides(x, x)
     out = np.empty((len(x), len(x)), np.float32)
     counts = np.zeros((len(x), 3), np.int64)
     best = np.full(len(x), -np.inf)
-    qa, spans, cl = _kernel_arrays(q, query=True), centre_first(14 * 14, 64), one_cluster(len(x), 14 * 14)
+    spans, cl = centre_first(14 * 14, 64), one_cluster(len(x), 14 * 14)
     rem = np.empty((len(x), 1, len(spans) + 1), np.float32)
-    box_remainders(*qa[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, best, 10.0, rem)
-    search_block(*qa, *_kernel_arrays(r, query=False), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
+    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, best, 10.0, rem)
+    search_block(*_query_args(qa), *_reference_args(ra), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
     exact = ssim_matrix(x, x, 2.0)
     assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
     assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
     np.testing.assert_allclose(best, exact.max(axis=1), atol=float32_margin(1.0, 2.0))
 
 
-def test_luminance_contrast_bound_is_above_every_exact_ssim() -> None:
-    """The stage-1 bound (sum over the map of |l| * c) never falls below the SSIM itself:
-    on copies (where it is tight), negated images (SSIM near +1 on [-1, 1] data) and
-    unrelated slices alike."""
+def test_stage1_bound_is_above_every_exact_ssim_and_below_lc() -> None:
+    """The stage-1 bound (luminance times the projected-patch covariance bound, summed over
+    the map) never falls below the SSIM itself: on copies (where it is tight), negated
+    images (SSIM near +1 on [-1, 1] data) and unrelated slices alike. It is never above
+    the luminance-contrast bound |l| c it refines, and well below it on unrelated pairs."""
     rng = np.random.default_rng(9)
     base = slices(rng, 10, 24)
     x = np.concatenate([base, -base, np.clip(base + rng.normal(0, 0.05, base.shape), -1, 1)])
-    st = _unit_stats(x, 2.0)
-    q, r = _kernel_arrays(st, query=True), _kernel_arrays(st, query=False)
-    p = 14 * 14
-    h1, h2, c1, c2 = np.float32(st.c1 / 2), np.float32(st.c2 / 2), np.float32(st.c1), np.float32(st.c2)
-    bound = np.array([[_bound_sum(q[2], q[3], q[4], q[5], r[2], r[3], i, j, 0, p, h1, h2, c1, c2) / p for j in range(len(x))] for i in range(len(x))])
+    st, q, r = _sides(x, x)
+    p, whole = 14 * 14, np.array([[0, 14 * 14]])
+    h1, c1, c2 = np.float32(st.c1 / 2), np.float32(st.c1), np.float32(st.c2)
+    args = (q["mu_k"], q["lum"], q["con"], q["a0"], q["a1"], q["res"], r["mu"], r["con"], r["a0"], r["a1"], r["res"])
+    bound = np.array([[_bound_sum(*args, i, j, 0, p, h1, c1, c2) / p for j in range(len(x))] for i in range(len(x))])
+    lc = np.array([[_lc_sums(q, r, i, j, whole, st.c1, st.c2)[0] / p for j in range(len(x))] for i in range(len(x))])
     exact = ssim_matrix(x, x, 2.0)
     assert (bound >= exact - 1e-5).all()
+    assert (bound <= lc + 1e-5).all()
     assert np.abs(np.diag(bound) - 1).max() < 1e-5  # tight on copies
     assert exact[0, 10] > 0.5 and bound[0, 10] >= exact[0, 10] - 1e-5  # x vs -x
+    unrelated = ~np.eye(10, dtype=bool)
+    assert (lc[:10, :10] - bound[:10, :10])[unrelated].mean() > 0.05  # the structure term prunes
 
 
 def test_cluster_box_bounds_every_member() -> None:
     """rem[q, k, c] (what spans c, c+1, ... can still add for any reference in cluster k)
-    is at least every member's own |l| c sum over those spans, and tighter than 1 per
-    pixel; a cluster marked -inf holds no reference that reaches the query's floor."""
+    is at least every member's own |l| c sum over those spans (so also its stage-1 bound,
+    which is below |l| c), and tighter than 1 per pixel; a cluster marked -inf holds no
+    reference that reaches the query's floor."""
     rng = np.random.default_rng(10)
     ref = np.concatenate([slices(rng, 40, 24), -slices(rng, 4, 24)])
     qs = np.concatenate([slices(rng, 6, 24), ref[:2], -ref[2:3]])
-    q, r = _unit_stats(qs, 2.0), _unit_stats(ref, 2.0)
-    qa, ra = _kernel_arrays(q, query=True), _kernel_arrays(r, query=False)
+    q, qa, ra = _sides(qs, ref)
     p, spans = 14 * 14, centre_first(14 * 14, 64)
-    cl = cluster_references(ra[2], ra[3], (14, 14), 6)
+    cl = cluster_references(ra["abs"], ra["sd"], (14, 14), 6)
     assert len(cl) == 6 and sorted(cl.order) == list(range(len(ref)))
     rem = np.empty((len(qs), len(cl), len(spans) + 1), np.float32)
-    box_remainders(*qa[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, np.full(len(qs), -np.inf), 0.0, rem)
-    h1, h2, c1, c2 = np.float32(q.c1 / 2), np.float32(q.c2 / 2), np.float32(q.c1), np.float32(q.c2)
+    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, np.full(len(qs), -np.inf), 0.0, rem)
     for i in range(len(qs)):
         for pos, j in enumerate(cl.order):
-            own = [_bound_sum(qa[2], qa[3], qa[4], qa[5], ra[2], ra[3], i, j, a, b - a, h1, h2, c1, c2) for a, b in spans]
-            suffix = np.cumsum(own[::-1])[::-1]
+            suffix = np.cumsum(_lc_sums(qa, ra, i, j, spans, q.c1, q.c2)[::-1])[::-1]
             assert (rem[i, cl.labels[pos], :-1] >= suffix - 1e-4).all()
     assert rem[:, :, 0].mean() < 0.9 * p  # the boxes are tighter than 1 per pixel
     exact = ssim_matrix(qs, ref, 2.0)
     floor = exact.max(axis=1)
-    box_remainders(*qa[2:], cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, floor, 1e-3, rem)
+    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, floor, 1e-3, rem)
     skipped = np.isneginf(rem[:, :, 0])
     assert skipped.any()
     for i, k in zip(*np.nonzero(skipped)):
