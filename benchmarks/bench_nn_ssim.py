@@ -72,6 +72,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from privacy_audit.nn_compile import prefer_wide_vectors
+
+    wide = prefer_wide_vectors()  # before numba is imported, as the CLI does
     import torch
 
     from client.loaders import load_demo
@@ -118,6 +121,7 @@ def main() -> None:
         "skimage_loop_pairs_per_second": round(baseline, 1),
         "speedup_vs_skimage": round(pps / baseline, 1),
         "torch_threads": torch.get_num_threads(),
+        "numba_512_bit_vectors": wide or "-prefer-256-bit" in os.environ.get("NUMBA_CPU_FEATURES", ""),
         "loadavg_1_5_15_before": [round(v, 2) for v in load_before],
         "loadavg_1_5_15_after": [round(v, 2) for v in os.getloadavg()],
         "data_build_seconds": round(build_s, 1),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from client.splits import SiteData
+from privacy_audit.nn_compile import prefer_wide_vectors
 
 AUDIT_QUERY = "audit"  # ClientApp query handler name: message type "query.audit"
 SYNTHETIC = "synthetic"  # ArrayRecord key for the candidate images
@@ -20,6 +21,7 @@ SYNTHETIC = "synthetic"  # ArrayRecord key for the candidate images
 
 def audit_site(site: SiteData, synthetic: np.ndarray, *, threshold: float | None = None, quantile: float = 0.99, epsilon: float | None = None, delta: float | None = None, accountant: str = "") -> dict[str, Any]:
     """Memorization audit of ``synthetic`` at one site -> JSON-able aggregate figures."""
+    prefer_wide_vectors()  # a SuperNode process may reach numba first here
     from privacy_audit.memorization import audit_memorization
 
     if synthetic.ndim != 4 or synthetic.shape[1:] != site.train.images.shape[1:]:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from shared_models.config import RunConfig
+from privacy_audit.nn_compile import prefer_wide_vectors
 from simulations.cli_common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Federated, differentially private synthesis of medical images.")
@@ -131,6 +132,7 @@ _mount_optional()
 
 def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    prefer_wide_vectors()  # before anything imports numba
     app()
 
 

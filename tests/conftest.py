@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from privacy_audit.nn_compile import prefer_wide_vectors  # noqa: E402
+
+prefer_wide_vectors()  # the kernel is tested as the CLI compiles it
+
 from server.run_dir import RunDir, write_json  # noqa: E402
 from shared_models.config import RunConfig  # noqa: E402
 from shared_models.gan import build_models  # noqa: E402
