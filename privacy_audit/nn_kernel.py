@@ -153,7 +153,7 @@ def _exact_row(hbuf: Arr, trow: Arr, slot: int, i: int, w: int, g: Arr, qmu: Arr
 
 
 @njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
-def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, qa1: Arr, qres: Arr, rimg: Arr, rmu: Arr, rlum: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rres: Arr, order: Arr, labels: Arr, rem: Arr, spans: Arr, bands: Arr, g: Arr, c1: float, c2: float, best: Arr, slack: float, out: Arr, counts: Arr, ref_block: int) -> None:
+def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, qa1: Arr, qres: Arr, rimg: Arr, rmu: Arr, rlum: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rres: Arr, order: Arr, labels: Arr, rem: Arr, spans: Arr, bands: Arr, g: Arr, c1: float, c2: float, best: Arr, slack: float, out: Arr, counts: Arr, ref_block: int, nthreads: int) -> None:
     """float32 SSIM of every (query, reference) pair that can still be a nearest neighbour.
 
     Images are (N, H, W) and statistics (N, h * w) float32, at data range 1; ``qa2`` and
@@ -170,6 +170,10 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
     Stage 1 runs span by span over a block of references, so each query span is read
     from L1 for the whole block and only the references' statistics stream in. Stage 2
     takes the survivors best bound first, so the best so far rises early.
+
+    Each of ``nthreads`` threads takes every nthreads-th query and runs through all the
+    reference blocks on its own, with no barrier between blocks: a thread that the host
+    delays (CPU steal) no longer stalls the other at every block.
     """
     nq, size, width = qimg.shape
     m = rimg.shape[0]
@@ -185,72 +189,73 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
     trow = np.empty((nq, wpad), np.float32)
     total = np.empty((nq, ref_block), np.float64)
     alive = np.empty((nq, ref_block), np.bool_)
-    for rb in range(0, m, ref_block):
-        nb = min(ref_block, m - rb)
-        for qi in prange(nq):
-            floor = best[qi] - slack
-            # stage 1: the patch bound, span by span over the block; the spans not seen yet count
-            # as much as the reference's cluster box allows (rem)
-            for r in range(nb):
-                total[qi, r] = 0.0
-                alive[qi, r] = rem[qi, labels[rb + r], 0] / p_total >= floor
-                if not alive[qi, r]:  # the whole cluster cannot win
-                    out[qi, order[rb + r]] = -np.inf
-                    counts[qi, 0] += 1
-            for c in range(nspans):
-                a, b = spans[c, 0], spans[c, 1]
-                left = 0
+    for t in prange(nthreads):  # one query set per thread, no barrier: each core keeps its own L2 copy of a block anyway
+        for rb in range(0, m, ref_block):
+            nb = min(ref_block, m - rb)
+            for qi in range(t, nq, nthreads):  # interleaved: hard and easy queries spread over the threads
+                floor = best[qi] - slack
+                # stage 1: the patch bound, span by span over the block; the spans not seen yet count
+                # as much as the reference's cluster box allows (rem)
                 for r in range(nb):
-                    if alive[qi, r]:
-                        total[qi, r] += _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, order[rb + r], a, b - a, h1, c1f, c2f)
-                        counts[qi, 2] += b - a
-                        if (total[qi, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
-                            alive[qi, r] = False
-                            out[qi, order[rb + r]] = -np.inf
-                            counts[qi, 0] += 1
-                        else:
-                            left += 1
-                if left == 0:
-                    break
-            # stage 2, highest bound first: exact bands; the rest still bounded as in stage 1
-            while True:
-                r = -1
-                for k in range(nb):
-                    if alive[qi, k] and (r < 0 or total[qi, k] > total[qi, r]):
-                        r = k
-                if r < 0:
-                    break
-                alive[qi, r] = False
-                rj = order[rb + r]
-                rest = total[qi, r]
-                if rest / p_total < floor:
-                    out[qi, rj] = -np.inf
-                    continue
-                lo = hi = bands[0, 0]  # horizontal-pass rows done: [lo, hi)
-                acc = 0.0
-                dropped = False
-                for c in range(nbands):
-                    a, b = bands[c, 0], bands[c, 1]
-                    while hi < b + TAPS - 1:
-                        _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, qi)
-                        hi += 1
-                    while lo > a:
-                        lo -= 1
-                        _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, qi)
-                    for i in range(a, b):
-                        acc += _exact_row(hbuf, trow, qi, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
-                    counts[qi, 1] += b - a
-                    rest -= _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, rj, a * w, (b - a) * w, h1, c1f, c2f)
-                    if c + 1 < nbands and (acc + rest) / p_total < floor:
-                        dropped = True
+                    total[qi, r] = 0.0
+                    alive[qi, r] = rem[qi, labels[rb + r], 0] / p_total >= floor
+                    if not alive[qi, r]:  # the whole cluster cannot win
+                        out[qi, order[rb + r]] = -np.inf
+                        counts[qi, 0] += 1
+                for c in range(nspans):
+                    a, b = spans[c, 0], spans[c, 1]
+                    left = 0
+                    for r in range(nb):
+                        if alive[qi, r]:
+                            total[qi, r] += _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, order[rb + r], a, b - a, h1, c1f, c2f)
+                            counts[qi, 2] += b - a
+                            if (total[qi, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
+                                alive[qi, r] = False
+                                out[qi, order[rb + r]] = -np.inf
+                                counts[qi, 0] += 1
+                            else:
+                                left += 1
+                    if left == 0:
                         break
-                if dropped:
-                    out[qi, rj] = -np.inf
-                    continue
-                v = acc / p_total
-                out[qi, rj] = v
-                floor = max(floor, v - slack)
-            best[qi] = floor + slack
+                # stage 2, highest bound first: exact bands; the rest still bounded as in stage 1
+                while True:
+                    r = -1
+                    for k in range(nb):
+                        if alive[qi, k] and (r < 0 or total[qi, k] > total[qi, r]):
+                            r = k
+                    if r < 0:
+                        break
+                    alive[qi, r] = False
+                    rj = order[rb + r]
+                    rest = total[qi, r]
+                    if rest / p_total < floor:
+                        out[qi, rj] = -np.inf
+                        continue
+                    lo = hi = bands[0, 0]  # horizontal-pass rows done: [lo, hi)
+                    acc = 0.0
+                    dropped = False
+                    for c in range(nbands):
+                        a, b = bands[c, 0], bands[c, 1]
+                        while hi < b + TAPS - 1:
+                            _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, qi)
+                            hi += 1
+                        while lo > a:
+                            lo -= 1
+                            _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, qi)
+                        for i in range(a, b):
+                            acc += _exact_row(hbuf, trow, qi, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
+                        counts[qi, 1] += b - a
+                        rest -= _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, rj, a * w, (b - a) * w, h1, c1f, c2f)
+                        if c + 1 < nbands and (acc + rest) / p_total < floor:
+                            dropped = True
+                            break
+                    if dropped:
+                        out[qi, rj] = -np.inf
+                        continue
+                    v = acc / p_total
+                    out[qi, rj] = v
+                    floor = max(floor, v - slack)
+                best[qi] = floor + slack
 
 
 def centre_first(n: int, size: int) -> np.ndarray:

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import get_num_threads
 
 from privacy_audit.nn_clusters import cluster_references, n_clusters
 from privacy_audit.nn_kernel import box_remainders, centre_first, search_block
@@ -108,7 +109,7 @@ class ReferenceIndex:
         self.clusters = cluster_references(arrays["abs"], arrays["sd"], (h, w), n_clusters(len(self.images)))
         self.pooled = _pool(self.stats.images)
 
-    def search(self, queries: np.ndarray, *, floor: np.ndarray | None = None, progress: Progress | None = None, block_queries: int = 256) -> NNResult:
+    def search(self, queries: np.ndarray, *, floor: np.ndarray | None = None, progress: Progress | None = None, block_queries: int = 1024) -> NNResult:
         """Exact nearest reference of every query. With ``floor`` (one value per query),
         pairs that cannot reach it are skipped, and a query whose nearest neighbour is
         below its floor gets index -1 and SSIM -inf (the caller already has better)."""
@@ -144,7 +145,7 @@ class ReferenceIndex:
             qpart = tuple(a[qs:qe] for a in qargs)
             rem = np.empty((qe - qs, len(cl), len(spans) + 1), np.float32)
             box_remainders(*(a[qs:qe] for a in qbox), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, view, slack, rem)
-            search_block(*qpart, *self.arrays, cl.order, cl.labels, rem, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK)
+            search_block(*qpart, *self.arrays, cl.order, cl.labels, rem, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK, get_num_threads())
             qi, ri = np.nonzero(out >= (view - slack)[:, None])
             found.append((qi + qs, ri, out[qi, ri].astype(np.float64)))
             if progress is not None:

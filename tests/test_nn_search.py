@@ -132,7 +132,7 @@ def test_compiled_loop_float32_values_are_within_the_margin() -> None:
     spans, cl = centre_first(14 * 14, 64), one_cluster(len(x), 14 * 14)
     rem = np.empty((len(x), 1, len(spans) + 1), np.float32)
     box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, best, 10.0, rem)
-    search_block(*_query_args(qa), *_reference_args(ra), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5)
+    search_block(*_query_args(qa), *_reference_args(ra), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5, 2)
     exact = ssim_matrix(x, x, 2.0)
     assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
     assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
