@@ -19,11 +19,12 @@ data are in cache:
    after a band or two.
 
 Stage 1's float32 error is a few ulps of each pixel's bound (its one signed sum,
-``2 a . a' + C2``, is scaled by at most ``1 / (var_x + var_y + C2)``); stage 2 is the float32 map whose error ``float32_margin`` bounds. The
-caller verifies the surviving candidates in float64, so the answer is exact as long as
-no pair that could win is dropped: every comparison is against ``best - slack``, with
-``slack`` at least twice that margin. Images must be scaled to data range 1 (SSIM is
-invariant to scaling pixels and data range together) so that products stay finite.
+``2 a . a' + C2``, is scaled by at most ``1 / (var_x + var_y + C2)``); stage 2 is the
+float32 map whose error ``float32_margin`` bounds. The caller verifies the surviving
+candidates in float64, so the answer is exact as long as no pair that could win is
+dropped: every comparison is against ``best - slack``, with ``slack`` at least twice
+that margin. Images must be scaled to data range 1 (SSIM is invariant to scaling pixels
+and data range together) so that products stay finite.
 
 numba compiles this once per machine and caches the machine code next to this file (or
 in ``NUMBA_CACHE_DIR``); the first call in a fresh environment takes several seconds.
@@ -156,14 +157,15 @@ def _exact_row(hbuf: Arr, trow: Arr, slot: int, i: int, w: int, g: Arr, qmu: Arr
 def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, qa1: Arr, qres: Arr, rimg: Arr, rmu: Arr, rlum: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rres: Arr, order: Arr, labels: Arr, rem: Arr, spans: Arr, bands: Arr, g: Arr, c1: float, c2: float, best: Arr, slack: float, out: Arr, counts: Arr, ref_block: int, nthreads: int) -> None:
     """float32 SSIM of every (query, reference) pair that can still be a nearest neighbour.
 
-    Images are (N, H, W) and statistics (N, h * w) float32, at data range 1; ``qa2`` and
-    ``qs2`` hold 2|mu| and 2 sigma of the queries, ``rabs`` and ``rsd`` |mu| and sigma of
-    the references. ``spans`` (k, 2) cuts the flat map into stage-1 pieces [a, b) of
-    whole vectors; ``bands`` (j, 2) cuts it into map-row ranges for stage 2, centre
-    first, each extending the band of rows before it. ``best`` (float64, per query) is
-    read and raised in place; ``out[q, r]`` gets the float32 SSIM, or -inf for a pair
-    that cannot win; ``counts[q]`` adds up (pairs dropped by the bound, exact map rows,
-    stage-1 map pixels): machine-independent measures of the work done.
+    Images are (N, H, W) and statistics (N, h * w) float32, at data range 1: per side
+    mu, lum and con, the patch coefficients a0, a1 and residual res (``nn_patches``);
+    ``qm2``, ``qa0``, ``qa1`` and ``qres`` come doubled. ``spans`` (k, 2) cuts the flat
+    map into stage-1 pieces [a, b) of whole vectors; ``bands`` (j, 2) cuts it into
+    map-row ranges for stage 2, centre first, each extending the band of rows before it.
+    ``best`` (float64, per query) is read and raised in place; ``out[q, r]`` gets the
+    float32 SSIM, or -inf for a pair that cannot win; ``counts[q]`` adds up (pairs
+    dropped by the bound, exact map rows, stage-1 map pixels): machine-independent
+    measures of the work done.
 
     References are taken in ``order`` (members of a cluster together); ``labels[i]`` is
     the cluster of reference ``order[i]``, ``rem`` its box bounds (``box_remainders``).

@@ -131,7 +131,7 @@ class ReferenceIndex:
         best = np.maximum(best, seed_val)
         found = [(np.arange(n), seed_idx, seed_val)]  # (query, reference, float32 SSIM)
         qarr = _kernel_arrays(q, qpatches, query=True)
-        qargs, qbox = _query_args(qarr), tuple(qarr[k] for k in ("abs", "sd", "lum", "con"))
+        qargs, qbox = _query_args(qarr), _box_args(qarr)
         h, w = q.mu.shape[1:]
         spans, bands = centre_first(h * w, SPAN), centre_first(h, BAND_ROWS)
         taps = gaussian_taps().astype(np.float32)
@@ -260,8 +260,13 @@ def _query_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
 
 
 def _reference_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """search_block's reference arguments, in its order (mu_k is mu on this side)."""
+    """search_block's reference arguments, in its order."""
     return tuple(a[k] for k in ("img", "mu", "lum", "con", "a0", "a1", "res"))
+
+
+def _box_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """box_remainders' query arguments, in its order (doubled |mu| and sigma, lum, con)."""
+    return tuple(a[k] for k in ("abs", "sd", "lum", "con"))
 
 
 def _pool(images: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from privacy_audit.nn_clusters import cluster_references, one_cluster
 from privacy_audit.nn_kernel import _bound_sum, box_remainders, centre_first, search_block
-from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _kernel_arrays, _query_args, _reference_args, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
+from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _box_args, _kernel_arrays, _query_args, _reference_args, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
 from privacy_audit.ssim import SsimStats, gaussian_taps, pair_ssim, prepare, ssim_matrix
 
 
@@ -105,10 +105,6 @@ def _sides(queries: np.ndarray, reference: np.ndarray) -> tuple[SsimStats, dict[
     """Query statistics and both sides' kernel arrays, as ReferenceIndex.search builds them."""
     (q, qp), (r, rp) = _unit_stats(queries, 2.0), _unit_stats(reference, 2.0)
     return q, _kernel_arrays(q, qp, query=True), _kernel_arrays(r, rp, query=False)
-
-
-def _box_args(qa: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    return qa["abs"], qa["sd"], qa["lum"], qa["con"]
 
 
 def _lc_sums(qa: dict[str, np.ndarray], ra: dict[str, np.ndarray], i: int, j: int, spans: np.ndarray, c1: float, c2: float) -> np.ndarray:
