@@ -48,32 +48,32 @@ F32 = np.float32
 
 
 @njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
-def _bound_sum(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, qi: int, rj: int, start: int, n: int, h1: F32, c1: F32, c2: F32) -> F32:
-    """Sum of the map bound over flat map pixels [start, start + n) of pair (qi, rj):
+def _pixel_bound(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, qi: int, rj: int, e: int, h1: F32, c1: F32, c2: F32) -> tuple[F32, F32]:
+    """(numerator, denominator) of map pixel e's bound for pair (qi, rj):
     ``(L (2 a.a' + C2) + |L| 2 res res') / ((mu^2 + mu'^2 + C1) (var + var' + C2))`` with
     ``L = 2 mu mu' + C1`` (``nn_patches``: the covariance bounded through the patch
     projections a and residuals res). The query side comes doubled (2 mu, 2 a, 2 res) with
-    lum and con; the reference's lum is recomputed from mu (one stream fewer). Two pixels
-    share one division.
-    """
+    lum and con; the reference's lum is recomputed from mu (one stream fewer)."""
+    lu = qm2[qi, e] * rmu[rj, e] + c1
+    num = lu * (qa0[qi, e] * ra0[rj, e] + qa1[qi, e] * ra1[rj, e] + c2) + abs(lu) * (qr[qi, e] * rr[rj, e])
+    return num, (ql[qi, e] + rmu[rj, e] * rmu[rj, e] + h1) * (qc[qi, e] + rcon[rj, e])
+
+
+@njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
+def _bound_sum(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, qi: int, rj: int, start: int, n: int, h1: F32, c1: F32, c2: F32) -> F32:
+    """Sum of the map bound (``_pixel_bound``) over flat map pixels [start, start + n) of
+    pair (qi, rj). Two pixels share one division."""
     half = np.uint64(n // 2)
     first = np.uint64(start)
     s = _ZERO
     for k in range(half):
         e = first + k
-        f = e + half
-        l1 = qm2[qi, e] * rmu[rj, e] + c1
-        n1 = l1 * (qa0[qi, e] * ra0[rj, e] + qa1[qi, e] * ra1[rj, e] + c2) + abs(l1) * (qr[qi, e] * rr[rj, e])
-        d1 = (ql[qi, e] + rmu[rj, e] * rmu[rj, e] + h1) * (qc[qi, e] + rcon[rj, e])
-        l2 = qm2[qi, f] * rmu[rj, f] + c1
-        n2 = l2 * (qa0[qi, f] * ra0[rj, f] + qa1[qi, f] * ra1[rj, f] + c2) + abs(l2) * (qr[qi, f] * rr[rj, f])
-        d2 = (ql[qi, f] + rmu[rj, f] * rmu[rj, f] + h1) * (qc[qi, f] + rcon[rj, f])
+        n1, d1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, qi, rj, e, h1, c1, c2)
+        n2, d2 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, qi, rj, e + half, h1, c1, c2)
         s += (n1 * d2 + n2 * d1) / (d1 * d2)
     if n % 2:
-        e = first + np.uint64(n - 1)
-        l1 = qm2[qi, e] * rmu[rj, e] + c1
-        n1 = l1 * (qa0[qi, e] * ra0[rj, e] + qa1[qi, e] * ra1[rj, e] + c2) + abs(l1) * (qr[qi, e] * rr[rj, e])
-        s += n1 / ((ql[qi, e] + rmu[rj, e] * rmu[rj, e] + h1) * (qc[qi, e] + rcon[rj, e]))
+        n1, d1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, qi, rj, first + np.uint64(n - 1), h1, c1, c2)
+        s += n1 / d1
     return s
 
 
@@ -186,11 +186,12 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
     c1f, c2f = np.float32(c1), np.float32(c2)
     h1 = np.float32(c1 / 2)
     wpad = (w + 15) // 16 * 16
-    hbuf = np.empty((nq, size, wpad), np.float32)
-    prod = np.zeros((nq, wpad + TAPS - 1), np.float32)
-    trow = np.empty((nq, wpad), np.float32)
-    total = np.empty((nq, ref_block), np.float64)
-    alive = np.empty((nq, ref_block), np.bool_)
+    # scratch, one row per thread: a thread finishes one query's block before the next
+    hbuf = np.empty((nthreads, size, wpad), np.float32)
+    prod = np.zeros((nthreads, wpad + TAPS - 1), np.float32)
+    trow = np.empty((nthreads, wpad), np.float32)
+    total = np.empty((nthreads, ref_block), np.float64)
+    alive = np.empty((nthreads, ref_block), np.bool_)
     for t in prange(nthreads):  # one query set per thread, no barrier: each core keeps its own L2 copy of a block anyway
         for rb in range(0, m, ref_block):
             nb = min(ref_block, m - rb)
@@ -199,20 +200,20 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
                 # stage 1: the patch bound, span by span over the block; the spans not seen yet count
                 # as much as the reference's cluster box allows (rem)
                 for r in range(nb):
-                    total[qi, r] = 0.0
-                    alive[qi, r] = rem[qi, labels[rb + r], 0] / p_total >= floor
-                    if not alive[qi, r]:  # the whole cluster cannot win
+                    total[t, r] = 0.0
+                    alive[t, r] = rem[qi, labels[rb + r], 0] / p_total >= floor
+                    if not alive[t, r]:  # the whole cluster cannot win
                         out[qi, order[rb + r]] = -np.inf
                         counts[qi, 0] += 1
                 for c in range(nspans):
                     a, b = spans[c, 0], spans[c, 1]
                     left = 0
                     for r in range(nb):
-                        if alive[qi, r]:
-                            total[qi, r] += _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, order[rb + r], a, b - a, h1, c1f, c2f)
+                        if alive[t, r]:
+                            total[t, r] += _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, order[rb + r], a, b - a, h1, c1f, c2f)
                             counts[qi, 2] += b - a
-                            if (total[qi, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
-                                alive[qi, r] = False
+                            if (total[t, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
+                                alive[t, r] = False
                                 out[qi, order[rb + r]] = -np.inf
                                 counts[qi, 0] += 1
                             else:
@@ -223,13 +224,13 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
                 while True:
                     r = -1
                     for k in range(nb):
-                        if alive[qi, k] and (r < 0 or total[qi, k] > total[qi, r]):
+                        if alive[t, k] and (r < 0 or total[t, k] > total[t, r]):
                             r = k
                     if r < 0:
                         break
-                    alive[qi, r] = False
+                    alive[t, r] = False
                     rj = order[rb + r]
-                    rest = total[qi, r]
+                    rest = total[t, r]
                     if rest / p_total < floor:
                         out[qi, rj] = -np.inf
                         continue
@@ -239,13 +240,13 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
                     for c in range(nbands):
                         a, b = bands[c, 0], bands[c, 1]
                         while hi < b + TAPS - 1:
-                            _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, qi)
+                            _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, t)
                             hi += 1
                         while lo > a:
                             lo -= 1
-                            _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, qi)
+                            _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, t)
                         for i in range(a, b):
-                            acc += _exact_row(hbuf, trow, qi, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
+                            acc += _exact_row(hbuf, trow, t, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
                         counts[qi, 1] += b - a
                         rest -= _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, rj, a * w, (b - a) * w, h1, c1f, c2f)
                         if c + 1 < nbands and (acc + rest) / p_total < floor:
