@@ -1,13 +1,14 @@
 """Reference clusters for the SSIM search: groups of similar references, each with a box
 (per map pixel, the range of |mu| and of sigma over its members).
 
-Why: the stage-1 bound of a pair (sum over the map of ``|l| c``) is only worth computing
-pixel by pixel where it can drop the pair. Each of its two factors is largest when the
-reference statistic equals the query's (see ``nn_kernel.box_remainders``), so over a box
-the largest value is reached at the query's value clamped into the box. One pass per
-(query, cluster) then bounds every member at once: a cluster whose bound is below the
-query's best so far is skipped whole, and for the others the box bound of the pixels not
-seen yet replaces the old "at most 1 per pixel", so pairs drop after fewer pixels.
+Why: the stage-1 bound of a pair (``nn_kernel._pixel_bound`` summed over the map) is
+only worth computing pixel by pixel where it can drop the pair. It never exceeds
+``|l| c``, and each of that bound's two factors is largest when the reference statistic
+equals the query's (see ``nn_kernel.box_remainders``), so over a box the largest value
+is reached at the query's value clamped into the box. One pass per (query, cluster) then
+bounds every member at once: a cluster whose bound is below the query's best so far is
+skipped whole, and for the others the box bound of the pixels not seen yet replaces the
+old "at most 1 per pixel", so pairs drop after fewer pixels.
 
 Clustering only changes how fast the search is, never its answer: any grouping gives
 valid boxes. k-means on 4x4-pooled statistics is cheap and groups references with the

@@ -240,8 +240,9 @@ def _unit_stats(images: np.ndarray, data_range: float) -> tuple[SsimStats, torch
 def _kernel_arrays(st: SsimStats, patches: torch.Tensor, *, query: bool) -> dict[str, np.ndarray]:
     """The kernel's view of one side: images, and flat (N, h * w) maps of mu, lum, con,
     the patch coefficients ``a0``, ``a1`` and residual ``res``, and (for the cluster
-    boxes) |mu| and sigma. On the query side mu, |mu|, sigma, the coefficients and the
-    residual are doubled (the factors 2 of the SSIM formula, paid once per query)."""
+    boxes) |mu| and sigma. On the query side |mu|, sigma, the coefficients and the
+    residual are doubled, and ``mu_k`` is 2 mu (the factors 2 of the SSIM formula, paid
+    once per query)."""
     n = len(st)
 
     def flat(t: torch.Tensor) -> np.ndarray:
@@ -249,8 +250,10 @@ def _kernel_arrays(st: SsimStats, patches: torch.Tensor, *, query: bool) -> dict
 
     k = 2.0 if query else 1.0
     arrays = {"img": st.images.numpy(), "mu": flat(st.mu), "lum": flat(st.lum), "con": flat(st.con)}
-    arrays |= {"mu_k": flat(st.mu * k), "a0": flat(patches[:, 0] * k), "a1": flat(patches[:, 1] * k), "res": flat(patches[:, 2] * k)}
+    arrays |= {"a0": flat(patches[:, 0] * k), "a1": flat(patches[:, 1] * k), "res": flat(patches[:, 2] * k)}
     arrays |= {"abs": flat(st.mu.abs() * k), "sd": flat(st.var.clamp(min=0).sqrt() * k)}
+    if query:
+        arrays["mu_k"] = flat(st.mu * k)  # the references' is mu itself
     return arrays
 
 

@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from shared_models.config import RunConfig
 from privacy_audit.nn_compile import prefer_wide_vectors
+from shared_models.config import RunConfig
 from simulations.cli_common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Federated, differentially private synthesis of medical images.")
