@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from privacy_audit.nn_kernel import aligned_maps
+
 MAX_CLUSTERS = 512  # the cost of the box pass grows with clusters x queries
 MEMBERS = 16  # references per cluster on average, for smaller reference sets
 ITERATIONS = 8  # k-means steps: boxes barely narrow after this
@@ -51,20 +53,23 @@ def n_clusters(m: int) -> int:
 
 
 def cluster_references(absmu: np.ndarray, sd: np.ndarray, shape: tuple[int, int], k: int, seed: int = 0) -> Clusters:
-    """Cluster references (flat (m, h * w) maps of |mu| and sigma) into at most ``k`` groups."""
-    m = len(absmu)
-    a, s = torch.from_numpy(absmu), torch.from_numpy(sd)
+    """Cluster references (flat maps of |mu| and sigma: rows of h * w pixels, possibly
+    padded) into at most ``k`` groups; boxes come as ``aligned_maps``."""
+    m, p = len(absmu), shape[0] * shape[1]
+    a, s = torch.from_numpy(absmu[:, :p]), torch.from_numpy(sd[:, :p])
     x = torch.cat([_pooled(a, shape), _pooled(s, shape)], 1)
     labels = _kmeans(x, min(k, m), seed)
     labels = torch.unique(labels, return_inverse=True)[1]  # no empty clusters
     order = torch.argsort(labels, stable=True)
     labels = labels[order]
     nk = int(labels[-1]) + 1 if m else 0
-    idx = labels[:, None].expand(m, a.shape[1])
+    idx = labels[:, None].expand(m, p)
 
     def box(v: torch.Tensor, how: str) -> np.ndarray:
-        init = torch.full((nk, v.shape[1]), float("inf") if how == "amin" else float("-inf"))
-        return init.scatter_reduce(0, idx, v[order], how).contiguous().numpy()
+        init = torch.full((nk, p), float("inf") if how == "amin" else float("-inf"))
+        out = aligned_maps(nk, p)
+        out[:, :p] = init.scatter_reduce(0, idx, v[order], how).numpy()
+        return out
 
     return Clusters(order.numpy(), labels.numpy(), box(a, "amin"), box(a, "amax"), box(s, "amin"), box(s, "amax"))
 

@@ -78,7 +78,7 @@ def _bound_sum(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr
 
 
 @njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
-def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Arr, smin: Arr, smax: Arr, spans: Arr, c1: float, c2: float, best: Arr, slack: float, rem: Arr) -> None:
+def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Arr, smin: Arr, smax: Arr, spans: Arr, c1: float, c2: float, best: Arr, slack: float, rem: Arr, cluster_block: int, nthreads: int) -> None:
     """rem[q, k, c]: the most that spans c, c + 1, ... of the |l| c map can add up to for
     query q and any reference whose |mu| and sigma lie in cluster k's box
     (``rem[q, k, nspans] = 0``); ``rem[q, k, 0] = -inf`` when the whole cluster is below the
@@ -90,33 +90,37 @@ def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Ar
     factor in sigma. The box bound is the pair bound at that virtual reference.
     """
     nq, nk, nspans = qa2.shape[0], amin.shape[0], spans.shape[0]
-    p_total = qa2.shape[1]
+    p_total = 0  # the map's pixels (rows may be padded past them: aligned_maps)
+    for c in range(nspans):
+        p_total += spans[c, 1] - spans[c, 0]
     c1f, c2f = np.float32(c1), np.float32(c2)
     h1, h2 = np.float32(c1 / 2), np.float32(c2 / 2)
     half = np.float32(0.5)
-    for qi in prange(nq):
-        floor = best[qi] - slack
-        for k in range(nk):
-            seen, acc, below = 0, 0.0, False
-            rem[qi, k, nspans] = _ZERO
-            for c in range(nspans):
-                a, b = np.uint64(spans[c, 0]), np.uint64(spans[c, 1])
-                s = _ZERO
-                for e in range(a, b):  # |l| c at the clamped virtual reference
-                    va = min(max(half * qa2[qi, e], amin[k, e]), amax[k, e])
-                    vs = min(max(half * qs2[qi, e], smin[k, e]), smax[k, e])
-                    s += (qa2[qi, e] * va + c1f) * (qs2[qi, e] * vs + c2f) / ((qlum[qi, e] + va * va + h1) * (qcon[qi, e] + vs * vs + h2))
-                rem[qi, k, c] = s
-                seen += spans[c, 1] - spans[c, 0]
-                acc += s
-                below = (acc + (p_total - seen)) / p_total < floor
-                if below:
-                    break
-            if below:
-                rem[qi, k, 0] = -np.inf
-                continue
-            for c in range(nspans - 1, -1, -1):  # suffix sums
-                rem[qi, k, c] += rem[qi, k, c + 1]
+    for t in prange(nthreads):  # as search_block: every nthreads-th query, no barrier
+        for kb in range(0, nk, cluster_block):
+            for qi in range(t, nq, nthreads):
+                floor = best[qi] - slack
+                for k in range(kb, min(nk, kb + cluster_block)):
+                    seen, acc, below = 0, 0.0, False
+                    rem[qi, k, nspans] = _ZERO
+                    for c in range(nspans):
+                        a, b = np.uint64(spans[c, 0]), np.uint64(spans[c, 1])
+                        s = _ZERO
+                        for e in range(a, b):  # |l| c at the clamped virtual reference
+                            va = min(max(half * qa2[qi, e], amin[k, e]), amax[k, e])
+                            vs = min(max(half * qs2[qi, e], smin[k, e]), smax[k, e])
+                            s += (qa2[qi, e] * va + c1f) * (qs2[qi, e] * vs + c2f) / ((qlum[qi, e] + va * va + h1) * (qcon[qi, e] + vs * vs + h2))
+                        rem[qi, k, c] = s
+                        seen += spans[c, 1] - spans[c, 0]
+                        acc += s
+                        below = (acc + (p_total - seen)) / p_total < floor
+                        if below:
+                            break
+                    if below:
+                        rem[qi, k, 0] = -np.inf
+                        continue
+                    for c in range(nspans - 1, -1, -1):  # suffix sums
+                        rem[qi, k, c] += rem[qi, k, c + 1]
 
 
 @njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
@@ -259,6 +263,19 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
                     out[qi, rj] = v
                     floor = max(floor, v - slack)
                 best[qi] = floor + slack
+
+
+def aligned_maps(rows: int, cols: int) -> np.ndarray:
+    """(rows, cols rounded up to 16) float32 zeros, every row starting on a 64-byte line.
+
+    Why: the kernels read 16-float vectors along a row; with 54 x 54 = 2916 floats a row
+    (11,664 bytes, not a multiple of 64) three rows in four start mid-line, so most of
+    those loads straddle two cache lines. Aligned rows measured about 1.3x faster in the
+    stage-1 loop. The kernels never read the padding."""
+    width = -(-cols // 16) * 16
+    buf = np.zeros(rows * width + 16, np.float32)
+    skip = (-buf.ctypes.data % 64) // 4
+    return buf[skip : skip + rows * width].reshape(rows, width)
 
 
 def centre_first(n: int, size: int) -> np.ndarray:

@@ -37,12 +37,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import get_num_threads
+from numba import get_num_threads, njit, prange
 
 from privacy_audit.nn_clusters import cluster_references, n_clusters
-from privacy_audit.nn_kernel import box_remainders, centre_first, search_block
-from privacy_audit.nn_patches import structure_stats
-from privacy_audit.ssim import SsimStats, as_stack, gaussian_taps, pair_ssim, prepare
+from privacy_audit.nn_kernel import aligned_maps, box_remainders, centre_first, search_block
+from privacy_audit.nn_patches import patch_stats
+from privacy_audit.nn_verify import ssim_pairs
+from privacy_audit.ssim import RADIUS, as_stack, constants, gaussian_taps
 
 TIE_TOL = 1e-12  # float64 SSIM values closer than this are a tie (lowest index wins)
 PSNR_CAP = 100.0  # dB reported for identical images (PSNR is infinite), so JSON stays valid
@@ -50,6 +51,7 @@ MAX_RANGE_RATIO = 1e3  # beyond this the kernel's float32 products could overflo
 REF_BLOCK = 32  # references whose statistics stay in L2 while a query chunk runs over them (32 x 58 KB at 64 px; 16 measured no faster)
 SPAN = 512  # map pixels per stage-1 step: each step costs a check and a sum reduction besides its pixels
 BAND_ROWS = 4  # map rows per exact stage-2 step: finer steps stop sooner but check more often
+BOX_BLOCK = 16  # clusters whose boxes (4 maps each, 47 KB at 64 px) stay in L2 while a query chunk runs over them
 OUT_CELLS = 1 << 24  # at most this many float32 pair values (64 MB) per kernel call
 Progress = Callable[[int, int], None]
 
@@ -102,12 +104,10 @@ class ReferenceIndex:
             raise ValueError("reference: no images")
         self.data_range = float(data_range)
         self.max_abs = float(np.abs(self.images).max())  # for every search's float32 margin
-        self.stats, patches = _unit_stats(self.images, self.data_range)
-        arrays = _kernel_arrays(self.stats, patches, query=False)
+        arrays = _side(self.images, self.data_range, query=False)
         self.arrays = _reference_args(arrays)
-        h, w = self.stats.mu.shape[1:]
-        self.clusters = cluster_references(arrays["abs"], arrays["sd"], (h, w), n_clusters(len(self.images)))
-        self.pooled = _pool(self.stats.images)
+        self.clusters = cluster_references(arrays["abs"], arrays["sd"], _map_shape(self.images), n_clusters(len(self.images)))
+        self.pooled = _pool(arrays["img"])
 
     def search(self, queries: np.ndarray, *, floor: np.ndarray | None = None, progress: Progress | None = None, block_queries: int = 1024) -> NNResult:
         """Exact nearest reference of every query. With ``floor`` (one value per query),
@@ -121,18 +121,18 @@ class ReferenceIndex:
         max_abs = max(float(np.abs(q64).max(initial=0.0)), self.max_abs)
         if max_abs > MAX_RANGE_RATIO * self.data_range:
             raise ValueError(f"pixel values reach {max_abs:g}, over {MAX_RANGE_RATIO:g} times the data range {self.data_range:g}: scale the images or give their real data range")
-        q, qpatches = _unit_stats(q64, self.data_range)
+        qarr = _side(q64, self.data_range, query=True)
+        c1, c2 = constants(1.0)
         delta = float32_margin(max_abs, self.data_range)
         slack = 2 * delta + 1e3 * TIE_TOL  # float32 error both ways, and exact ties
         best = np.full(n, -np.inf)
         if floor is not None:
             best = np.asarray(floor, np.float64).reshape(n) - slack
-        seed_idx, seed_val = self._seed(q) if n else (np.zeros(0, np.int64), np.zeros(0))
+        seed_idx, seed_val = self._seed(q64, qarr["img"])
         best = np.maximum(best, seed_val)
-        found = [(np.arange(n), seed_idx, seed_val)]  # (query, reference, float32 SSIM)
-        qarr = _kernel_arrays(q, qpatches, query=True)
+        found = [(np.arange(n), seed_idx, seed_val)]  # (query, reference, SSIM: float64 seeds, then the kernel's float32)
         qargs, qbox = _query_args(qarr), _box_args(qarr)
-        h, w = q.mu.shape[1:]
+        h, w = _map_shape(q64)
         spans, bands = centre_first(h * w, SPAN), centre_first(h, BAND_ROWS)
         taps = gaussian_taps().astype(np.float32)
         counts = np.zeros((n, 3), np.int64)
@@ -144,8 +144,8 @@ class ReferenceIndex:
             view = best[qs:qe]  # raised in place by the kernel
             qpart = tuple(a[qs:qe] for a in qargs)
             rem = np.empty((qe - qs, len(cl), len(spans) + 1), np.float32)
-            box_remainders(*(a[qs:qe] for a in qbox), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, view, slack, rem)
-            search_block(*qpart, *self.arrays, cl.order, cl.labels, rem, spans, bands, taps, q.c1, q.c2, view, slack, out, counts[qs:qe], REF_BLOCK, get_num_threads())
+            box_remainders(*(a[qs:qe] for a in qbox), cl.amin, cl.amax, cl.smin, cl.smax, spans, c1, c2, view, slack, rem, BOX_BLOCK, get_num_threads())
+            search_block(*qpart, *self.arrays, cl.order, cl.labels, rem, spans, bands, taps, c1, c2, view, slack, out, counts[qs:qe], REF_BLOCK, get_num_threads())
             qi, ri = np.nonzero(out >= (view - slack)[:, None])
             found.append((qi + qs, ri, out[qi, ri].astype(np.float64)))
             if progress is not None:
@@ -169,20 +169,22 @@ class ReferenceIndex:
         }
         return NNResult(index, ssim_v, psnr_v, stats)
 
-    def _seed(self, q: SsimStats) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest reference by L2 on 4x4-pooled images, scored exactly: the first "best so far"."""
-        pq = _pool(q.images)
+    def _seed(self, q64: np.ndarray, qimg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest reference by L2 on 4x4-pooled images, scored exactly (float64): the first
+        "best so far"."""
+        if len(qimg) == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        pq = _pool(qimg)
         d = (pq * pq).sum(1)[:, None] - 2 * pq @ self.pooled.T + (self.pooled * self.pooled).sum(1)[None]
-        idx = d.argmin(dim=1)
-        vals = [pair_ssim(q, self.stats, torch.arange(s, min(s + 512, len(idx))), idx[s : s + 512]) for s in range(0, len(idx), 512)]
-        return idx.numpy(), torch.cat(vals).double().numpy()
+        idx = d.argmin(dim=1).numpy()
+        return idx, ssim_pairs(q64, self.images, np.arange(len(idx)), idx, self.data_range, get_num_threads())
 
     def _verify(self, q64: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float64 SSIM of the candidate (query, reference) pairs (sorted by query); per
         query the maximum (lowest index among ties) is the answer."""
         n = len(q64)
         index, ssim_v, psnr_v = np.full(n, -1, np.int64), np.full(n, -np.inf), np.full(n, np.nan)
-        vals = _ssim64_pairs(q64, self.images, pairs, self.data_range)
+        vals = ssim_pairs(q64, self.images, pairs[:, 0], pairs[:, 1], self.data_range, get_num_threads())
         start = 0
         for i, idx in _group(pairs):
             v = vals[start : start + len(idx)]
@@ -210,51 +212,49 @@ def _group(pairs: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(g[0, 0]), g[:, 1]) for g in np.split(pairs, cuts)]
 
 
-def _ssim64_pairs(q64: np.ndarray, ref: np.ndarray, pairs: np.ndarray, data_range: float, batch: int = 1024) -> np.ndarray:
-    """float64 SSIM of (query, reference) index pairs: the deciding values. Statistics
-    are computed once per image taking part, ``batch`` pairs at a time."""
-    out = []
-    for s in range(0, len(pairs), batch):
-        qi, ri = pairs[s : s + batch, 0], pairs[s : s + batch, 1]
-        uq, qpos = np.unique(qi, return_inverse=True)
-        ur, rpos = np.unique(ri, return_inverse=True)
-        sq, sr = prepare(q64[uq], data_range, torch.float64), prepare(ref[ur], data_range, torch.float64)
-        out.append(pair_ssim(sq, sr, torch.as_tensor(qpos.reshape(-1)), torch.as_tensor(rpos.reshape(-1))).numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+def _map_shape(images: np.ndarray) -> tuple[int, int]:
+    """(h, w) of the SSIM map of (N, H, W) images: the valid part of the 11-tap filter."""
+    return images.shape[1] - 2 * RADIUS, images.shape[2] - 2 * RADIUS
 
 
-def _unit_stats(images: np.ndarray, data_range: float) -> tuple[SsimStats, torch.Tensor]:
-    """SSIM statistics of ``images / data_range`` at data range 1 (SSIM is unchanged when
-    pixels and range scale together; the kernel's products then stay finite), and the
-    patch projections (``nn_patches``), computed in float64 and stored in float32: one
-    rounding, not a float32 filter."""
-    st = prepare(np.asarray(images, np.float64) / data_range, 1.0, torch.float64)
-    patches = structure_stats(st.images, st.var)
-
-    def f(t: torch.Tensor) -> torch.Tensor:
-        return t.to(torch.float32).contiguous()
-
-    return SsimStats(f(st.images), f(st.mu), f(st.var), f(st.lum), f(st.con), f(st.kh), f(st.kv), st.c1, st.c2), f(patches)
-
-
-def _kernel_arrays(st: SsimStats, patches: torch.Tensor, *, query: bool) -> dict[str, np.ndarray]:
-    """The kernel's view of one side: images, and flat (N, h * w) maps of mu, lum, con,
-    the patch coefficients ``a0``, ``a1`` and residual ``res``, and (for the cluster
-    boxes) |mu| and sigma. On the query side |mu|, sigma, the coefficients and the
-    residual are doubled, and ``mu_k`` is 2 mu (the factors 2 of the SSIM formula, paid
-    once per query)."""
-    n = len(st)
-
-    def flat(t: torch.Tensor) -> np.ndarray:
-        return np.ascontiguousarray(t.reshape(n, t.shape[-2] * t.shape[-1]).numpy())
-
+def _side(images: np.ndarray, data_range: float, *, query: bool, chunk: int = 1024) -> dict[str, np.ndarray]:
+    """The kernels' view of one side, float32: images ``img`` scaled to data range 1 (SSIM
+    is unchanged when pixels and range scale together; the kernel's products then stay
+    finite), and flat maps (N rows of h * w pixels, padded: ``aligned_maps``) of mu, lum and con (as ``SsimStats``), the patch
+    coefficients ``a0``, ``a1`` and residual ``res`` (``nn_patches``), and (for the
+    cluster boxes) |mu| and sigma. Every map is computed in float64 and rounded once,
+    which ``float32_margin`` assumes. On the query side |mu|, sigma, the coefficients and
+    the residual are doubled, and ``mu_k`` is 2 mu (the factors 2 of the SSIM formula,
+    paid once per query)."""
+    n = len(images)
+    h, w = _map_shape(images)
+    c1, c2 = constants(1.0)
     k = 2.0 if query else 1.0
-    arrays = {"img": st.images.numpy(), "mu": flat(st.mu), "lum": flat(st.lum), "con": flat(st.con)}
-    arrays |= {"a0": flat(patches[:, 0] * k), "a1": flat(patches[:, 1] * k), "res": flat(patches[:, 2] * k)}
-    arrays |= {"abs": flat(st.mu.abs() * k), "sd": flat(st.var.clamp(min=0).sqrt() * k)}
-    if query:
-        arrays["mu_k"] = flat(st.mu * k)  # the references' is mu itself
-    return arrays
+    names = ("mu", "lum", "con", "a0", "a1", "res", "abs", "sd") + (("mu_k",) if query else ())
+    out = {name: aligned_maps(n, h * w) for name in names}
+    out["img"] = aligned_maps(n, images.shape[1] * images.shape[2]).reshape(images.shape)
+    for s in range(0, n, chunk):
+        x = np.asarray(images[s : s + chunk], np.float64) / data_range
+        e = s + len(x)
+        out["img"][s:e] = x
+        mu_k = out["mu_k"][s:e] if query else np.empty((0, h * w), np.float32)
+        _derive(patch_stats(x).reshape(len(x), 5, h * w), k, c1, c2, *(out[name][s:e] for name in names[:8]), mu_k)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _derive(st: np.ndarray, k: float, c1: float, c2: float, mu: np.ndarray, lum: np.ndarray, con: np.ndarray, a0: np.ndarray, a1: np.ndarray, res: np.ndarray, amu: np.ndarray, sd: np.ndarray, mu_k: np.ndarray) -> None:
+    """The float32 maps of ``_side`` from ``patch_stats``' float64 (mu, var, a0, a1, res),
+    each rounded once; ``mu_k`` may be empty (the reference side has none)."""
+    for i in prange(st.shape[0]):
+        for e in range(st.shape[2]):
+            m, v = st[i, 0, e], st[i, 1, e]
+            mu[i, e], lum[i, e], con[i, e] = m, m * m + c1 / 2, v + c2 / 2
+            a0[i, e], a1[i, e], res[i, e] = k * st[i, 2, e], k * st[i, 3, e], k * st[i, 4, e]
+            amu[i, e], sd[i, e] = k * abs(m), k * np.sqrt(v)
+        if mu_k.shape[0]:
+            for e in range(st.shape[2]):
+                mu_k[i, e] = k * st[i, 0, e]
 
 
 def _query_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -272,6 +272,6 @@ def _box_args(a: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     return tuple(a[k] for k in ("abs", "sd", "lum", "con"))
 
 
-def _pool(images: torch.Tensor) -> torch.Tensor:
+def _pool(images: np.ndarray) -> torch.Tensor:
     """4x4 average pooling, flattened: the cheap proxy that picks each query's seed."""
-    return F.avg_pool2d(images[:, None], 4, ceil_mode=True).flatten(1)
+    return F.avg_pool2d(torch.from_numpy(images)[:, None], 4, ceil_mode=True).flatten(1)

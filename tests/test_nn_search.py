@@ -10,8 +10,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from privacy_audit.nn_clusters import cluster_references, one_cluster
 from privacy_audit.nn_kernel import _bound_sum, box_remainders, centre_first, search_block
-from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _box_args, _kernel_arrays, _query_args, _reference_args, _unit_stats, argmax_lowest, float32_margin, nearest_neighbours
-from privacy_audit.ssim import SsimStats, gaussian_taps, pair_ssim, prepare, ssim_matrix
+from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _box_args, _query_args, _reference_args, _side, argmax_lowest, float32_margin, nearest_neighbours
+from privacy_audit.nn_verify import ssim_pairs
+from privacy_audit.ssim import constants, gaussian_taps, pair_ssim, prepare, ssim_matrix
 
 
 def slices(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -101,10 +102,12 @@ def test_float32_margin_bounds_the_float32_error() -> None:
     assert float(err) < float32_margin(1.0, 2.0)
 
 
-def _sides(queries: np.ndarray, reference: np.ndarray) -> tuple[SsimStats, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Query statistics and both sides' kernel arrays, as ReferenceIndex.search builds them."""
-    (q, qp), (r, rp) = _unit_stats(queries, 2.0), _unit_stats(reference, 2.0)
-    return q, _kernel_arrays(q, qp, query=True), _kernel_arrays(r, rp, query=False)
+C1, C2 = constants(1.0)  # the kernels work at data range 1
+
+
+def _sides(queries: np.ndarray, reference: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Both sides' kernel arrays, as ReferenceIndex.search builds them."""
+    return _side(queries, 2.0, query=True), _side(reference, 2.0, query=False)
 
 
 def _lc_sums(qa: dict[str, np.ndarray], ra: dict[str, np.ndarray], i: int, j: int, spans: np.ndarray, c1: float, c2: float) -> np.ndarray:
@@ -121,14 +124,14 @@ def test_compiled_loop_float32_values_are_within_the_margin() -> None:
     worst cases too."""
     rng = np.random.default_rng(8)
     x = np.concatenate([slices(rng, 12, 24), np.clip(rng.choice([-1.0, 1.0], (12, 1, 1)) + rng.normal(0, 1e-3, (12, 24, 24)), -1, 1)])
-    q, qa, ra = _sides(x, x)
+    qa, ra = _sides(x, x)
     out = np.empty((len(x), len(x)), np.float32)
     counts = np.zeros((len(x), 3), np.int64)
     best = np.full(len(x), -np.inf)
     spans, cl = centre_first(14 * 14, 64), one_cluster(len(x), 14 * 14)
     rem = np.empty((len(x), 1, len(spans) + 1), np.float32)
-    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, best, 10.0, rem)
-    search_block(*_query_args(qa), *_reference_args(ra), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), q.c1, q.c2, best, 10.0, out, counts, 5, 2)
+    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, C1, C2, best, 10.0, rem, 4, 2)
+    search_block(*_query_args(qa), *_reference_args(ra), cl.order, cl.labels, rem, spans, centre_first(14, 4), gaussian_taps().astype(np.float32), C1, C2, best, 10.0, out, counts, 5, 2)
     exact = ssim_matrix(x, x, 2.0)
     assert counts[:, 0].sum() == 0 and counts[:, 1].sum() == len(x) ** 2 * 14  # every row of every pair
     assert np.abs(out - exact).max() < float32_margin(1.0, 2.0)
@@ -143,12 +146,12 @@ def test_stage1_bound_is_above_every_exact_ssim_and_below_lc() -> None:
     rng = np.random.default_rng(9)
     base = slices(rng, 10, 24)
     x = np.concatenate([base, -base, np.clip(base + rng.normal(0, 0.05, base.shape), -1, 1)])
-    st, q, r = _sides(x, x)
+    q, r = _sides(x, x)
     p, whole = 14 * 14, np.array([[0, 14 * 14]])
-    h1, c1, c2 = np.float32(st.c1 / 2), np.float32(st.c1), np.float32(st.c2)
+    h1, c1, c2 = np.float32(C1 / 2), np.float32(C1), np.float32(C2)
     args = (q["mu_k"], q["lum"], q["con"], q["a0"], q["a1"], q["res"], r["mu"], r["con"], r["a0"], r["a1"], r["res"])
     bound = np.array([[_bound_sum(*args, i, j, 0, p, h1, c1, c2) / p for j in range(len(x))] for i in range(len(x))])
-    lc = np.array([[_lc_sums(q, r, i, j, whole, st.c1, st.c2)[0] / p for j in range(len(x))] for i in range(len(x))])
+    lc = np.array([[_lc_sums(q, r, i, j, whole, C1, C2)[0] / p for j in range(len(x))] for i in range(len(x))])
     exact = ssim_matrix(x, x, 2.0)
     assert (bound >= exact - 1e-5).all()
     assert (bound <= lc + 1e-5).all()
@@ -166,20 +169,20 @@ def test_cluster_box_bounds_every_member() -> None:
     rng = np.random.default_rng(10)
     ref = np.concatenate([slices(rng, 40, 24), -slices(rng, 4, 24)])
     qs = np.concatenate([slices(rng, 6, 24), ref[:2], -ref[2:3]])
-    q, qa, ra = _sides(qs, ref)
+    qa, ra = _sides(qs, ref)
     p, spans = 14 * 14, centre_first(14 * 14, 64)
     cl = cluster_references(ra["abs"], ra["sd"], (14, 14), 6)
     assert len(cl) == 6 and sorted(cl.order) == list(range(len(ref)))
     rem = np.empty((len(qs), len(cl), len(spans) + 1), np.float32)
-    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, np.full(len(qs), -np.inf), 0.0, rem)
+    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, C1, C2, np.full(len(qs), -np.inf), 0.0, rem, 4, 2)
     for i in range(len(qs)):
         for pos, j in enumerate(cl.order):
-            suffix = np.cumsum(_lc_sums(qa, ra, i, j, spans, q.c1, q.c2)[::-1])[::-1]
+            suffix = np.cumsum(_lc_sums(qa, ra, i, j, spans, C1, C2)[::-1])[::-1]
             assert (rem[i, cl.labels[pos], :-1] >= suffix - 1e-4).all()
     assert rem[:, :, 0].mean() < 0.9 * p  # the boxes are tighter than 1 per pixel
     exact = ssim_matrix(qs, ref, 2.0)
     floor = exact.max(axis=1)
-    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, q.c1, q.c2, floor, 1e-3, rem)
+    box_remainders(*_box_args(qa), cl.amin, cl.amax, cl.smin, cl.smax, spans, C1, C2, floor, 1e-3, rem, 4, 2)
     skipped = np.isneginf(rem[:, :, 0])
     assert skipped.any()
     for i, k in zip(*np.nonzero(skipped)):
@@ -198,3 +201,21 @@ def test_shapes_and_bad_input() -> None:
         nearest_neighbours(np.zeros((2, 3, 16, 16)), ref)
     with pytest.raises(ValueError, match="over 1000 times the data range 2"):
         nearest_neighbours(ref * 3000, ref)
+
+
+def test_compiled_float64_pairs_match_pair_ssim() -> None:
+    """The verification's compiled float64 SSIM (nn_verify) agrees with the torch float64
+    pair_ssim to rounding, for any pairing of indices, float32 or float64 images and
+    either data range; on copies it is 1."""
+    rng = np.random.default_rng(11)
+    q, r = slices(rng, 7, 24), slices(rng, 9, 24)
+    qi, ri = rng.integers(0, 7, 40), rng.integers(0, 9, 40)
+    for dr, shift in ((2.0, 0.0), (1.0, 1.0)):  # [-1, 1] data at range 2; [0, 1] data at range 1
+        qq, rr = (q + shift) / (2.0 / dr), (r + shift) / (2.0 / dr)
+        for dtype in (np.float64, np.float32):
+            got = ssim_pairs(qq.astype(dtype), rr.astype(dtype), qi, ri, dr, 2)
+            sq, sr = prepare(qq.astype(dtype), dr, torch.float64), prepare(rr.astype(dtype), dr, torch.float64)
+            want = pair_ssim(sq, sr, torch.as_tensor(qi), torch.as_tensor(ri)).numpy()
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+    assert np.allclose(ssim_pairs(r, r, np.arange(9), np.arange(9), 2.0, 2), 1.0, atol=1e-14)
+    assert len(ssim_pairs(q, r, np.zeros(0, np.int64), np.zeros(0, np.int64), 2.0, 2)) == 0
