@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit, prange
 
-from privacy_audit.nn_kernel import aligned_maps
+from privacy_audit.nn_kernel import FASTMATH, ZERO, aligned_maps
 
 MAX_CLUSTERS = 512  # the cost of the box pass grows with clusters x queries
 MEMBERS = 16  # references per cluster on average, for smaller reference sets
@@ -99,3 +100,49 @@ def _kmeans(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 
 def _nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     return ((centres * centres).sum(1)[None] - 2 * x @ centres.T).argmin(1)
+
+
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Arr, smin: Arr, smax: Arr, spans: Arr, c1: float, c2: float, best: Arr, slack: float, rem: Arr, cluster_block: int, nthreads: int) -> None:
+    """rem[q, k, c]: the most that spans c, c + 1, ... of the |l| c map can add up to for
+    query q and any reference whose |mu| and sigma lie in cluster k's box
+    (``rem[q, k, nspans] = 0``); ``rem[q, k, 0] = -inf`` when the whole cluster is below the
+    query's best - slack. It bounds every member's stage-1 sum too, which never exceeds
+    its |l| c.
+
+    For fixed a >= 0, (2ab + C1) / (a^2 + b^2 + C1) has derivative in b of sign (a - b) for
+    b >= 0, so over b in [lo, hi] it peaks at b = clamp(a, lo, hi); likewise the contrast
+    factor in sigma. The box bound is the pair bound at that virtual reference.
+    """
+    nq, nk, nspans = qa2.shape[0], amin.shape[0], spans.shape[0]
+    p_total = 0  # the map's pixels (rows may be padded past them: aligned_maps)
+    for c in range(nspans):
+        p_total += spans[c, 1] - spans[c, 0]
+    c1f, c2f = np.float32(c1), np.float32(c2)
+    h1, h2 = np.float32(c1 / 2), np.float32(c2 / 2)
+    half = np.float32(0.5)
+    for t in prange(nthreads):  # as search_block: every nthreads-th query, no barrier
+        for kb in range(0, nk, cluster_block):
+            for qi in range(t, nq, nthreads):
+                floor = best[qi] - slack
+                for k in range(kb, min(nk, kb + cluster_block)):
+                    seen, acc, below = 0, 0.0, False
+                    rem[qi, k, nspans] = ZERO
+                    for c in range(nspans):
+                        a, b = np.uint64(spans[c, 0]), np.uint64(spans[c, 1])
+                        s = ZERO
+                        for e in range(a, b):  # |l| c at the clamped virtual reference
+                            va = min(max(half * qa2[qi, e], amin[k, e]), amax[k, e])
+                            vs = min(max(half * qs2[qi, e], smin[k, e]), smax[k, e])
+                            s += (qa2[qi, e] * va + c1f) * (qs2[qi, e] * vs + c2f) / ((qlum[qi, e] + va * va + h1) * (qcon[qi, e] + vs * vs + h2))
+                        rem[qi, k, c] = s
+                        seen += spans[c, 1] - spans[c, 0]
+                        acc += s
+                        below = (acc + (p_total - seen)) / p_total < floor
+                        if below:
+                            break
+                    if below:
+                        rem[qi, k, 0] = -np.inf
+                        continue
+                    for c in range(nspans - 1, -1, -1):  # suffix sums
+                        rem[qi, k, c] += rem[qi, k, c + 1]

@@ -9,7 +9,7 @@ data are in cache:
    the residual norm, by Cauchy-Schwarz), so the map is bounded pixel by pixel with no
    cross term. The bound is summed span by span (512 map pixels each, centre first); a
    pair is dropped as soon as the spans summed so far, plus what the spans not yet seen
-   can add for any reference in its cluster (``box_remainders``, from the looser
+   can add for any reference in its cluster (``nn_clusters.box_remainders``, from the looser
    ``|l| c`` with ``|cs| <= c``), fall below the query's best so far. On the benchmark's
    head slices this drops 99.3% of pairs with no cross term, after about 30% of their
    pixels.
@@ -38,16 +38,16 @@ import numpy as np
 from numba import njit, prange
 
 # No 'afn' (approximate functions), no 'nnan'/'ninf': the bound must stay a bound.
-_FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 TAPS = 11  # 2 * RADIUS + 1, fixed by skimage's sigma=1.5, truncate=3.5
 _TWO = np.float32(2.0)  # float32 constants: an integer literal would promote loops to float64
-_ZERO = np.float32(0.0)
+ZERO = np.float32(0.0)
 _UTAPS = np.uint64(TAPS)  # unsigned indices let numba skip its negative-index checks, so loops vectorize
 Arr = np.ndarray  # numba types the arguments itself; the hints are for readers
 F32 = np.float32
 
 
-@njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
 def _pixel_bound(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, qi: int, rj: int, e: int, h1: F32, c1: F32, c2: F32) -> tuple[F32, F32]:
     """(numerator, denominator) of map pixel e's bound for pair (qi, rj):
     ``(L (2 a.a' + C2) + |L| 2 res res') / ((mu^2 + mu'^2 + C1) (var + var' + C2))`` with
@@ -59,13 +59,13 @@ def _pixel_bound(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: A
     return num, (ql[qi, e] + rmu[rj, e] * rmu[rj, e] + h1) * (qc[qi, e] + rcon[rj, e])
 
 
-@njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
 def _bound_sum(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, qi: int, rj: int, start: int, n: int, h1: F32, c1: F32, c2: F32) -> F32:
     """Sum of the map bound (``_pixel_bound``) over flat map pixels [start, start + n) of
     pair (qi, rj). Two pixels share one division."""
     half = np.uint64(n // 2)
     first = np.uint64(start)
-    s = _ZERO
+    s = ZERO
     for k in range(half):
         e = first + k
         n1, d1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, qi, rj, e, h1, c1, c2)
@@ -77,53 +77,31 @@ def _bound_sum(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr
     return s
 
 
-@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
-def box_remainders(qa2: Arr, qs2: Arr, qlum: Arr, qcon: Arr, amin: Arr, amax: Arr, smin: Arr, smax: Arr, spans: Arr, c1: float, c2: float, best: Arr, slack: float, rem: Arr, cluster_block: int, nthreads: int) -> None:
-    """rem[q, k, c]: the most that spans c, c + 1, ... of the |l| c map can add up to for
-    query q and any reference whose |mu| and sigma lie in cluster k's box
-    (``rem[q, k, nspans] = 0``); ``rem[q, k, 0] = -inf`` when the whole cluster is below the
-    query's best - slack. It bounds every member's stage-1 sum too, which never exceeds
-    its |l| c.
-
-    For fixed a >= 0, (2ab + C1) / (a^2 + b^2 + C1) has derivative in b of sign (a - b) for
-    b >= 0, so over b in [lo, hi] it peaks at b = clamp(a, lo, hi); likewise the contrast
-    factor in sigma. The box bound is the pair bound at that virtual reference.
-    """
-    nq, nk, nspans = qa2.shape[0], amin.shape[0], spans.shape[0]
-    p_total = 0  # the map's pixels (rows may be padded past them: aligned_maps)
-    for c in range(nspans):
-        p_total += spans[c, 1] - spans[c, 0]
-    c1f, c2f = np.float32(c1), np.float32(c2)
-    h1, h2 = np.float32(c1 / 2), np.float32(c2 / 2)
-    half = np.float32(0.5)
-    for t in prange(nthreads):  # as search_block: every nthreads-th query, no barrier
-        for kb in range(0, nk, cluster_block):
-            for qi in range(t, nq, nthreads):
-                floor = best[qi] - slack
-                for k in range(kb, min(nk, kb + cluster_block)):
-                    seen, acc, below = 0, 0.0, False
-                    rem[qi, k, nspans] = _ZERO
-                    for c in range(nspans):
-                        a, b = np.uint64(spans[c, 0]), np.uint64(spans[c, 1])
-                        s = _ZERO
-                        for e in range(a, b):  # |l| c at the clamped virtual reference
-                            va = min(max(half * qa2[qi, e], amin[k, e]), amax[k, e])
-                            vs = min(max(half * qs2[qi, e], smin[k, e]), smax[k, e])
-                            s += (qa2[qi, e] * va + c1f) * (qs2[qi, e] * vs + c2f) / ((qlum[qi, e] + va * va + h1) * (qcon[qi, e] + vs * vs + h2))
-                        rem[qi, k, c] = s
-                        seen += spans[c, 1] - spans[c, 0]
-                        acc += s
-                        below = (acc + (p_total - seen)) / p_total < floor
-                        if below:
-                            break
-                    if below:
-                        rem[qi, k, 0] = -np.inf
-                        continue
-                    for c in range(nspans - 1, -1, -1):  # suffix sums
-                        rem[qi, k, c] += rem[qi, k, c + 1]
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
+def _bound_sum2(qm2: Arr, ql: Arr, qc: Arr, qa0: Arr, qa1: Arr, qr: Arr, rmu: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rr: Arr, q0: int, q1: int, rj: int, start: int, n: int, h1: F32, c1: F32, c2: F32) -> tuple[F32, F32]:
+    """``_bound_sum`` for two queries against one reference in one pass: each reference
+    value is loaded once for both, which halves the reference traffic from L2."""
+    half = np.uint64(n // 2)
+    first = np.uint64(start)
+    s0, s1 = ZERO, ZERO
+    for k in range(half):
+        e = first + k
+        n1, d1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, q0, rj, e, h1, c1, c2)
+        n2, d2 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, q0, rj, e + half, h1, c1, c2)
+        m1, f1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, q1, rj, e, h1, c1, c2)
+        m2, f2 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, q1, rj, e + half, h1, c1, c2)
+        s0 += (n1 * d2 + n2 * d1) / (d1 * d2)
+        s1 += (m1 * f2 + m2 * f1) / (f1 * f2)
+    if n % 2:
+        e = first + np.uint64(n - 1)
+        n1, d1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, q0, rj, e, h1, c1, c2)
+        m1, f1 = _pixel_bound(qm2, ql, qc, qa0, qa1, qr, rmu, rcon, ra0, ra1, rr, q1, rj, e, h1, c1, c2)
+        s0 += n1 / d1
+        s1 += m1 / f1
+    return s0, s1
 
 
-@njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
 def _filter_row(qimg: Arr, rimg: Arr, qi: int, rj: int, r: int, g: Arr, prod: Arr, hbuf: Arr, slot: int) -> None:
     """hbuf[slot, r, j] = sum_k g[k] x[r, j+k] y[r, j+k]: one row of the horizontal pass,
     over hbuf's padded width (a whole number of vectors: no scalar tail; the padding of
@@ -132,23 +110,23 @@ def _filter_row(qimg: Arr, rimg: Arr, qi: int, rj: int, r: int, g: Arr, prod: Ar
     for j in range(np.uint64(qimg.shape[2])):
         prod[slot, j] = qimg[qi, ur, j] * rimg[rj, ur, j]
     for j in range(np.uint64(hbuf.shape[2])):
-        t = _ZERO
+        t = ZERO
         for k in range(_UTAPS):
             t += g[k] * prod[slot, j + k]
         hbuf[slot, ur, j] = t
 
 
-@njit(fastmath=_FASTMATH, error_model="numpy", cache=True, inline="always")
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
 def _exact_row(hbuf: Arr, trow: Arr, slot: int, i: int, w: int, g: Arr, qmu: Arr, qlum: Arr, qcon: Arr, rmu: Arr, rlum: Arr, rcon: Arr, qi: int, rj: int, c1: F32, c2: F32) -> F32:
     """Sum over map row i of the SSIM map, from the horizontally filtered rows (the
     vertical pass into ``trow`` over the padded width, then the w map pixels)."""
     ui = np.uint64(i)
     for j in range(np.uint64(hbuf.shape[2])):
-        t = _ZERO
+        t = ZERO
         for k in range(_UTAPS):
             t += g[k] * hbuf[slot, ui + k, j]
         trow[slot, j] = t
-    s = _ZERO
+    s = ZERO
     base = ui * np.uint64(w)
     for j in range(np.uint64(w)):
         e = base + j
@@ -157,7 +135,55 @@ def _exact_row(hbuf: Arr, trow: Arr, slot: int, i: int, w: int, g: Arr, qmu: Arr
     return s
 
 
-@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _stage2(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, qa1: Arr, qres: Arr, rimg: Arr, rmu: Arr, rlum: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rres: Arr, order: Arr, bands: Arr, g: Arr, qi: int, t: int, s: int, rb: int, nb: int, floor: float, slack: float, total: Arr, alive: Arr, out: Arr, counts: Arr, hbuf: Arr, prod: Arr, trow: Arr, h1: F32, c1f: F32, c2f: F32) -> float:
+    """Stage 2 of query qi over the block's references still alive after stage 1 (slot
+    [t, s] of ``total`` and ``alive``), highest bound first: exact bands, the rows not
+    computed yet still bounded as in stage 1. Returns the query's floor, raised by every
+    exact value found."""
+    nbands = bands.shape[0]
+    w = qimg.shape[2] - (TAPS - 1)
+    p_total = (qimg.shape[1] - (TAPS - 1)) * w
+    while True:
+        r = -1
+        for k in range(nb):
+            if alive[t, s, k] and (r < 0 or total[t, s, k] > total[t, s, r]):
+                r = k
+        if r < 0:
+            return floor
+        alive[t, s, r] = False
+        rj = order[rb + r]
+        rest = total[t, s, r]
+        if rest / p_total < floor:
+            out[qi, rj] = -np.inf
+            continue
+        lo = hi = bands[0, 0]  # horizontal-pass rows done: [lo, hi)
+        acc = 0.0
+        dropped = False
+        for c in range(nbands):
+            a, b = bands[c, 0], bands[c, 1]
+            while hi < b + TAPS - 1:
+                _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, t)
+                hi += 1
+            while lo > a:
+                lo -= 1
+                _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, t)
+            for i in range(a, b):
+                acc += _exact_row(hbuf, trow, t, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
+            counts[qi, 1] += b - a
+            rest -= _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, rj, a * w, (b - a) * w, h1, c1f, c2f)
+            if c + 1 < nbands and (acc + rest) / p_total < floor:
+                dropped = True
+                break
+        if dropped:
+            out[qi, rj] = -np.inf
+            continue
+        v = acc / p_total
+        out[qi, rj] = v
+        floor = max(floor, v - slack)
+
+
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, qa1: Arr, qres: Arr, rimg: Arr, rmu: Arr, rlum: Arr, rcon: Arr, ra0: Arr, ra1: Arr, rres: Arr, order: Arr, labels: Arr, rem: Arr, spans: Arr, bands: Arr, g: Arr, c1: float, c2: float, best: Arr, slack: float, out: Arr, counts: Arr, ref_block: int, nthreads: int) -> None:
     """float32 SSIM of every (query, reference) pair that can still be a nearest neighbour.
 
@@ -172,14 +198,17 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
     measures of the work done.
 
     References are taken in ``order`` (members of a cluster together); ``labels[i]`` is
-    the cluster of reference ``order[i]``, ``rem`` its box bounds (``box_remainders``).
+    the cluster of reference ``order[i]``, ``rem`` its box bounds (``nn_clusters.box_remainders``).
     Stage 1 runs span by span over a block of references, so each query span is read
     from L1 for the whole block and only the references' statistics stream in. Stage 2
     takes the survivors best bound first, so the best so far rises early.
 
     Each of ``nthreads`` threads takes every nthreads-th query and runs through all the
     reference blocks on its own, with no barrier between blocks: a thread that the host
-    delays (CPU steal) no longer stalls the other at every block.
+    delays (CPU steal) no longer stalls the other at every block. A thread runs stage 1
+    for two of its queries at once (``_bound_sum2``) wherever a reference is alive for
+    both: stage 1 is bound by loading the references' statistics, and each load then
+    serves two pairs.
     """
     nq, size, width = qimg.shape
     m = rimg.shape[0]
@@ -194,75 +223,57 @@ def search_block(qimg: Arr, qmu: Arr, qm2: Arr, qlum: Arr, qcon: Arr, qa0: Arr, 
     hbuf = np.empty((nthreads, size, wpad), np.float32)
     prod = np.zeros((nthreads, wpad + TAPS - 1), np.float32)
     trow = np.empty((nthreads, wpad), np.float32)
-    total = np.empty((nthreads, ref_block), np.float64)
-    alive = np.empty((nthreads, ref_block), np.bool_)
+    total = np.empty((nthreads, 2, ref_block), np.float64)
+    alive = np.empty((nthreads, 2, ref_block), np.bool_)
     for t in prange(nthreads):  # one query set per thread, no barrier: each core keeps its own L2 copy of a block anyway
         for rb in range(0, m, ref_block):
             nb = min(ref_block, m - rb)
-            for qi in range(t, nq, nthreads):  # interleaved: hard and easy queries spread over the threads
-                floor = best[qi] - slack
+            for q0 in range(t, nq, 2 * nthreads):  # interleaved: hard and easy queries spread over the threads
+                q1 = q0 + nthreads  # the pair's second query, if any: it shares every reference load
+                nqs = 2 if q1 < nq else 1
+                floor0 = best[q0] - slack
+                floor1 = best[q1] - slack if nqs == 2 else floor0
                 # stage 1: the patch bound, span by span over the block; the spans not seen yet count
                 # as much as the reference's cluster box allows (rem)
                 for r in range(nb):
-                    total[t, r] = 0.0
-                    alive[t, r] = rem[qi, labels[rb + r], 0] / p_total >= floor
-                    if not alive[t, r]:  # the whole cluster cannot win
-                        out[qi, order[rb + r]] = -np.inf
-                        counts[qi, 0] += 1
+                    for s in range(nqs):
+                        qi, floor = (q0, floor0) if s == 0 else (q1, floor1)
+                        total[t, s, r] = 0.0
+                        alive[t, s, r] = rem[qi, labels[rb + r], 0] / p_total >= floor
+                        if not alive[t, s, r]:  # the whole cluster cannot win
+                            out[qi, order[rb + r]] = -np.inf
+                            counts[qi, 0] += 1
+                    if nqs == 1:
+                        alive[t, 1, r] = False
                 for c in range(nspans):
                     a, b = spans[c, 0], spans[c, 1]
                     left = 0
                     for r in range(nb):
-                        if alive[t, r]:
-                            total[t, r] += _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, order[rb + r], a, b - a, h1, c1f, c2f)
-                            counts[qi, 2] += b - a
-                            if (total[t, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
-                                alive[t, r] = False
-                                out[qi, order[rb + r]] = -np.inf
-                                counts[qi, 0] += 1
-                            else:
-                                left += 1
+                        rj = order[rb + r]
+                        if alive[t, 0, r] and alive[t, 1, r]:
+                            v0, v1 = _bound_sum2(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, q0, q1, rj, a, b - a, h1, c1f, c2f)
+                        elif alive[t, 0, r]:
+                            v0, v1 = _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, q0, rj, a, b - a, h1, c1f, c2f), ZERO
+                        elif alive[t, 1, r]:
+                            v0, v1 = ZERO, _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, q1, rj, a, b - a, h1, c1f, c2f)
+                        else:
+                            continue
+                        for s in range(2):
+                            if alive[t, s, r]:
+                                qi, floor = (q0, floor0) if s == 0 else (q1, floor1)
+                                total[t, s, r] += v0 if s == 0 else v1
+                                counts[qi, 2] += b - a
+                                if (total[t, s, r] + rem[qi, labels[rb + r], c + 1]) / p_total < floor:
+                                    alive[t, s, r] = False
+                                    out[qi, rj] = -np.inf
+                                    counts[qi, 0] += 1
+                                else:
+                                    left += 1
                     if left == 0:
                         break
-                # stage 2, highest bound first: exact bands; the rest still bounded as in stage 1
-                while True:
-                    r = -1
-                    for k in range(nb):
-                        if alive[t, k] and (r < 0 or total[t, k] > total[t, r]):
-                            r = k
-                    if r < 0:
-                        break
-                    alive[t, r] = False
-                    rj = order[rb + r]
-                    rest = total[t, r]
-                    if rest / p_total < floor:
-                        out[qi, rj] = -np.inf
-                        continue
-                    lo = hi = bands[0, 0]  # horizontal-pass rows done: [lo, hi)
-                    acc = 0.0
-                    dropped = False
-                    for c in range(nbands):
-                        a, b = bands[c, 0], bands[c, 1]
-                        while hi < b + TAPS - 1:
-                            _filter_row(qimg, rimg, qi, rj, hi, g, prod, hbuf, t)
-                            hi += 1
-                        while lo > a:
-                            lo -= 1
-                            _filter_row(qimg, rimg, qi, rj, lo, g, prod, hbuf, t)
-                        for i in range(a, b):
-                            acc += _exact_row(hbuf, trow, t, i, w, g, qmu, qlum, qcon, rmu, rlum, rcon, qi, rj, c1f, c2f)
-                        counts[qi, 1] += b - a
-                        rest -= _bound_sum(qm2, qlum, qcon, qa0, qa1, qres, rmu, rcon, ra0, ra1, rres, qi, rj, a * w, (b - a) * w, h1, c1f, c2f)
-                        if c + 1 < nbands and (acc + rest) / p_total < floor:
-                            dropped = True
-                            break
-                    if dropped:
-                        out[qi, rj] = -np.inf
-                        continue
-                    v = acc / p_total
-                    out[qi, rj] = v
-                    floor = max(floor, v - slack)
-                best[qi] = floor + slack
+                for s in range(nqs):  # stage 2, per query
+                    qi, floor = (q0, floor0) if s == 0 else (q1, floor1)
+                    best[qi] = _stage2(qimg, qmu, qm2, qlum, qcon, qa0, qa1, qres, rimg, rmu, rlum, rcon, ra0, ra1, rres, order, bands, g, qi, t, s, rb, nb, floor, slack, total, alive, out, counts, hbuf, prod, trow, h1, c1f, c2f) + slack
 
 
 def aligned_maps(rows: int, cols: int) -> np.ndarray:

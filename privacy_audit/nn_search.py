@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from numba import get_num_threads, njit, prange
 
-from privacy_audit.nn_clusters import cluster_references, n_clusters
-from privacy_audit.nn_kernel import aligned_maps, box_remainders, centre_first, search_block
+from privacy_audit.nn_clusters import box_remainders, cluster_references, n_clusters
+from privacy_audit.nn_kernel import aligned_maps, centre_first, search_block
 from privacy_audit.nn_patches import patch_stats
 from privacy_audit.nn_verify import ssim_pairs
 from privacy_audit.ssim import RADIUS, as_stack, constants, gaussian_taps
@@ -174,9 +174,9 @@ class ReferenceIndex:
         "best so far"."""
         if len(qimg) == 0:
             return np.zeros(0, np.int64), np.zeros(0)
-        pq = _pool(qimg)
-        d = (pq * pq).sum(1)[:, None] - 2 * pq @ self.pooled.T + (self.pooled * self.pooled).sum(1)[None]
-        idx = d.argmin(dim=1).numpy()
+        pq, pr = _pool(qimg), self.pooled
+        norms = (pr * pr).sum(1)[None]
+        idx = np.concatenate([(norms - 2 * pq[s : s + 1024] @ pr.T).argmin(dim=1).numpy() for s in range(0, len(pq), 1024)])  # |q|^2 does not change the argmin
         return idx, ssim_pairs(q64, self.images, np.arange(len(idx)), idx, self.data_range, get_num_threads())
 
     def _verify(self, q64: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

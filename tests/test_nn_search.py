@@ -8,8 +8,8 @@ import torch
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from privacy_audit.nn_clusters import cluster_references, one_cluster
-from privacy_audit.nn_kernel import _bound_sum, box_remainders, centre_first, search_block
+from privacy_audit.nn_clusters import box_remainders, cluster_references, one_cluster
+from privacy_audit.nn_kernel import _bound_sum, _bound_sum2, centre_first, search_block
 from privacy_audit.nn_search import PSNR_CAP, ReferenceIndex, _box_args, _query_args, _reference_args, _side, argmax_lowest, float32_margin, nearest_neighbours
 from privacy_audit.nn_verify import ssim_pairs
 from privacy_audit.ssim import constants, gaussian_taps, pair_ssim, prepare, ssim_matrix
@@ -159,6 +159,21 @@ def test_stage1_bound_is_above_every_exact_ssim_and_below_lc() -> None:
     assert exact[0, 10] > 0.5 and bound[0, 10] >= exact[0, 10] - 1e-5  # x vs -x
     unrelated = ~np.eye(10, dtype=bool)
     assert (lc[:10, :10] - bound[:10, :10])[unrelated].mean() > 0.05  # the structure term prunes
+
+
+def test_paired_stage1_sums_equal_single_ones() -> None:
+    """Stage 1 of two queries in one pass (_bound_sum2) gives each query's own sum, on
+    even and odd spans at any offset."""
+    rng = np.random.default_rng(12)
+    x = slices(rng, 6, 24)
+    q, r = _sides(x, x)
+    h1, c1, c2 = np.float32(C1 / 2), np.float32(C1), np.float32(C2)
+    args = (q["mu_k"], q["lum"], q["con"], q["a0"], q["a1"], q["res"], r["mu"], r["con"], r["a0"], r["a1"], r["res"])
+    for start, n in ((0, 196), (3, 77), (100, 96), (195, 1)):
+        for q0, q1, rj in ((0, 1, 2), (4, 3, 4), (5, 5, 0)):
+            pair = _bound_sum2(*args, q0, q1, rj, start, n, h1, c1, c2)
+            single = (_bound_sum(*args, q0, rj, start, n, h1, c1, c2), _bound_sum(*args, q1, rj, start, n, h1, c1, c2))
+            np.testing.assert_allclose(pair, single, rtol=1e-6)
 
 
 def test_cluster_box_bounds_every_member() -> None:
