@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from numba import njit, prange
 
-from privacy_audit.nn_kernel import FASTMATH, ZERO, aligned_maps
+from privacy_audit.nn_kernel import FASTMATH, ZERO, Arr, aligned_maps
 
 MAX_CLUSTERS = 512  # the cost of the box pass grows with clusters x queries
 MEMBERS = 16  # references per cluster on average, for smaller reference sets

@@ -4,8 +4,8 @@
 (``privacy_audit.ssim``), ties going to the lowest reference index (values within
 ``TIE_TOL`` count as equal). How it gets there much faster than that loop:
 
-1. A seed per query (nearest by L2 on 4x4-pooled images, scored exactly) starts its
-   "best so far" high.
+1. A seed per query (nearest by L2 on 4x4-pooled images, scored exactly in float64)
+   starts its "best so far" high.
 2. A compiled loop (``privacy_audit.nn_kernel``) goes over every pair in float32. It
    first bounds the pair's SSIM from per-image statistics alone: luminance, times the
    covariance bounded through two projections of each local patch and their residuals
@@ -17,7 +17,8 @@
    is skipped whole. The rest get exact SSIM rows, centre first, the uncomputed rows
    still bounded, so most of them stop after a few rows as well.
 3. float32 is not exact, so every pair whose float32 value is within ``2 * delta`` of the
-   query's float32 best is recomputed in float64, and the answer is taken from those.
+   query's float32 best is recomputed in float64 (``privacy_audit.nn_verify``), and the
+   answer is taken from those.
    ``delta`` bounds the float32 error of one SSIM value (see :func:`float32_margin`,
    ~4e-3 for [-1, 1] images); pruning uses the same margin, so no pair that could be the
    answer is ever dropped.
