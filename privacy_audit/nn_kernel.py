@@ -27,7 +27,7 @@ that margin. Images must be scaled to data range 1 (SSIM is invariant to scaling
 and data range together) so that products stay finite.
 
 numba compiles this once per machine and caches the machine code next to this file (or
-in ``NUMBA_CACHE_DIR``); the first call in a fresh environment takes several seconds.
+in ``NUMBA_CACHE_DIR``); the first search in a fresh environment compiles for about 40 s (2 cores).
 Array arguments are indexed, never sliced, in the loops: a slice costs an atomic
 reference count, which two threads sharing the reference arrays would contend on.
 """
