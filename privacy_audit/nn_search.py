@@ -221,9 +221,9 @@ def _map_shape(images: np.ndarray) -> tuple[int, int]:
 def _side(images: np.ndarray, data_range: float, *, query: bool, chunk: int = 1024) -> dict[str, np.ndarray]:
     """The kernels' view of one side, float32: images ``img`` scaled to data range 1 (SSIM
     is unchanged when pixels and range scale together; the kernel's products then stay
-    finite), and flat maps (N rows of h * w pixels, padded: ``aligned_maps``) of mu, lum and con (as ``SsimStats``), the patch
-    coefficients ``a0``, ``a1`` and residual ``res`` (``nn_patches``), and (for the
-    cluster boxes) |mu| and sigma. Every map is computed in float64 and rounded once,
+    finite), and flat maps (N rows of h * w pixels, padded: ``aligned_maps``) of mu, lum
+    and con (as ``SsimStats``), the patch coefficients ``a0``, ``a1`` and residual
+    ``res`` (``nn_patches``), and (for the cluster boxes) |mu| and sigma. Every map is computed in float64 and rounded once,
     which ``float32_margin`` assumes. On the query side |mu|, sigma, the coefficients and
     the residual are doubled, and ``mu_k`` is 2 mu (the factors 2 of the SSIM formula,
     paid once per query)."""

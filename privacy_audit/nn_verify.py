@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from privacy_audit.ssim import RADIUS, constants, gaussian_taps
-
-TAPS = 2 * RADIUS + 1  # a compile-time constant: LLVM unrolls the tap loops and vectorizes along the row
+from privacy_audit.nn_kernel import TAPS  # a compile-time constant: LLVM unrolls the tap loops and vectorizes along the row
+from privacy_audit.ssim import constants, gaussian_taps
 
 
 @njit(parallel=True, fastmath={"contract", "reassoc", "nsz"}, error_model="numpy", cache=True)

@@ -110,6 +110,11 @@ def _sides(queries: np.ndarray, reference: np.ndarray) -> tuple[dict[str, np.nda
     return _side(queries, 2.0, query=True), _side(reference, 2.0, query=False)
 
 
+def _bound_args(qa: dict[str, np.ndarray], ra: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The arrays _bound_sum and _bound_sum2 take, in their order (before the indices)."""
+    return tuple(qa[k] for k in ("mu_k", "lum", "con", "a0", "a1", "res")) + tuple(ra[k] for k in ("mu", "con", "a0", "a1", "res"))
+
+
 def _lc_sums(qa: dict[str, np.ndarray], ra: dict[str, np.ndarray], i: int, j: int, spans: np.ndarray, c1: float, c2: float) -> np.ndarray:
     """float64 sum of |l| c per span for pair (i, j), written out independently of the kernel."""
     a, b = qa["abs"][i] / 2.0, ra["abs"][j].astype(np.float64)
@@ -149,7 +154,7 @@ def test_stage1_bound_is_above_every_exact_ssim_and_below_lc() -> None:
     q, r = _sides(x, x)
     p, whole = 14 * 14, np.array([[0, 14 * 14]])
     h1, c1, c2 = np.float32(C1 / 2), np.float32(C1), np.float32(C2)
-    args = (q["mu_k"], q["lum"], q["con"], q["a0"], q["a1"], q["res"], r["mu"], r["con"], r["a0"], r["a1"], r["res"])
+    args = _bound_args(q, r)
     bound = np.array([[_bound_sum(*args, i, j, 0, p, h1, c1, c2) / p for j in range(len(x))] for i in range(len(x))])
     lc = np.array([[_lc_sums(q, r, i, j, whole, C1, C2)[0] / p for j in range(len(x))] for i in range(len(x))])
     exact = ssim_matrix(x, x, 2.0)
@@ -168,7 +173,7 @@ def test_paired_stage1_sums_equal_single_ones() -> None:
     x = slices(rng, 6, 24)
     q, r = _sides(x, x)
     h1, c1, c2 = np.float32(C1 / 2), np.float32(C1), np.float32(C2)
-    args = (q["mu_k"], q["lum"], q["con"], q["a0"], q["a1"], q["res"], r["mu"], r["con"], r["a0"], r["a1"], r["res"])
+    args = _bound_args(q, r)
     for start, n in ((0, 196), (3, 77), (100, 96), (195, 1)):
         for q0, q1, rj in ((0, 1, 2), (4, 3, 4), (5, 5, 0)):
             pair = _bound_sum2(*args, q0, q1, rj, start, n, h1, c1, c2)
